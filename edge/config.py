@@ -1,0 +1,111 @@
+"""One TOML file per pole. Everything has a sane default except the pole id.
+
+Example (also in docs/config.md)::
+
+    pole_id = "nl-ex-0001"
+    state_dir = "/var/lib/lightpole"
+    board = "linux-controller"      # sensors from hardware/boards/<board>.json ...
+    window_s = 60
+
+    [mqtt]
+    url = "mqtt://broker.example:1883"
+
+    [[sensors]]                     # ... or listed here (these win over the board's)
+    model = "bme280"
+    i2c_bus = 1
+    address = 0x76
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from edge.descriptors import load_board
+
+POLE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot work; the message says which key to fix and how."""
+
+
+class SensorConfig:
+    def __init__(self, d: dict) -> None:
+        try:
+            self.model = str(d["model"])
+        except KeyError:
+            raise ConfigError(
+                'every [[sensors]] entry needs a model, e.g. model = "bme280"'
+            ) from None
+        self.name = str(d.get("name", self.model))
+        if not re.match(r"^[a-z0-9][a-z0-9_]*$", self.name):
+            raise ConfigError(f"sensor name {self.name!r}: use lower-case letters, digits, _")
+        self.port = d.get("port")
+        self.i2c_bus = d.get("i2c_bus")
+        self.address = d.get("address")
+        self.options = dict(d.get("options", {}))
+
+
+class MqttConfig:
+    def __init__(self, d: dict) -> None:
+        self.url = d.get("url", "mqtt://127.0.0.1:1883")
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ConfigError(f"mqtt.url {self.url!r}: use mqtt://HOST:PORT or mqtts://HOST:PORT")
+        self.tls = parts.scheme == "mqtts"
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (8883 if self.tls else 1883)
+        self.username = d.get("username") or parts.username
+        self.password = d.get("password") or parts.password
+        self.ca_file = d.get("ca_file")
+        self.cert_file = d.get("cert_file")
+        self.key_file = d.get("key_file")
+        self.topic_prefix = d.get("topic_prefix", "poles")
+        self.keepalive = int(d.get("keepalive", 30))
+        self.will_delay_s = int(d.get("will_delay_s", 10))
+
+
+class PoleConfig:
+    def __init__(self, d: dict, base_dir: Path | None = None) -> None:
+        base = base_dir or Path.cwd()
+        try:
+            self.pole_id = str(d["pole_id"])
+        except KeyError:
+            raise ConfigError('pole_id is required, e.g. pole_id = "nl-ex-0001"') from None
+        if not POLE_ID_RE.match(self.pole_id):
+            raise ConfigError(
+                f"pole_id {self.pole_id!r}: use letters, digits and '-', "
+                "starting with a letter or digit"
+            )
+        self.state_dir = (base / d.get("state_dir", "state")).resolve()
+        hw = d.get("hardware_dir")
+        self.hardware_dir = (base / hw).resolve() if hw else None
+        self.window_s = int(d.get("window_s", 60))
+        if not 1 <= self.window_s <= 86400:
+            raise ConfigError("window_s must be between 1 and 86400 seconds")
+        self.health_s = int(d.get("health_s", max(self.window_s, 10)))
+        self.board = d.get("board")
+        self.spool_max_bytes = int(d.get("spool_max_bytes", 64 * 1024 * 1024))
+        self.mqtt = MqttConfig(d.get("mqtt", {}))
+        sensors = d.get("sensors")
+        if sensors is None and self.board:
+            sensors = load_board(self.board, self.hardware_dir).get("sensors", [])
+        self.sensors = [SensorConfig(s) for s in sensors or []]
+        names = [s.name for s in self.sensors]
+        if len(set(names)) != len(names):
+            raise ConfigError(
+                f'sensor names must be unique; give duplicates a name = "...": {names}'
+            )
+
+
+def load_config(path: Path) -> PoleConfig:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return PoleConfig(data, base_dir=path.parent)

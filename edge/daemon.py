@@ -1,0 +1,237 @@
+"""The pole daemon: sensors -> windows -> SenML -> COSE_Sign1 -> spool -> MQTT.
+
+``Pole`` wires the pieces for one pole; ``main()`` is the ``pole-edge`` command on
+the controller. The same ``Pole`` runs inside ``host_sim`` with simulated buses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from edge import __version__, senml
+from edge.config import ConfigError, PoleConfig, SensorConfig, load_config
+from edge.cose import Signer
+from edge.descriptors import DescriptorError, SensorDescriptor, load_sensor
+from edge.health import Health
+from edge.outbox import Outbox
+from edge.publisher import Publisher
+from edge.sensors import AGGREGATED, SensorRunner, driver_class
+from edge.spool import Spool
+from edge.state import PersistentCounter, load_identity
+from edge.window import Window, window_start
+
+log = logging.getLogger("edge")
+
+BusFactory = Callable[[SensorConfig, SensorDescriptor], object]
+
+
+def linux_bus(sensor: SensorConfig, desc: SensorDescriptor) -> object:
+    """Open the real bus a sensor hangs on: /dev/i2c-N or a serial port."""
+    from edge.bus.linux import LinuxI2C, SerialUART
+
+    if desc.bus == "i2c":
+        if sensor.i2c_bus is None:
+            raise ConfigError(f"sensor {sensor.name}: set i2c_bus (the N of /dev/i2c-N)")
+        return LinuxI2C(sensor.i2c_bus)
+    if desc.bus == "uart":
+        if not sensor.port:
+            raise ConfigError(f"sensor {sensor.name}: set port, e.g. /dev/ttyUSB0")
+        return SerialUART(sensor.port, sensor.options.get("baud", desc.baud or 9600))
+    raise ConfigError(f"sensor {sensor.name}: bus {desc.bus!r} needs a bus factory")
+
+
+class Pole:
+    """One pole's pipeline. ``open_bus`` decides where bytes come from (hardware or sim)."""
+
+    def __init__(
+        self,
+        config: PoleConfig,
+        open_bus: BusFactory = linux_bus,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.health = Health()
+        state = config.state_dir
+        self.identity = load_identity(state, config.pole_id)
+        self.signer = Signer(self.identity.seed, config.pole_id)
+        self.spool = Spool(state / "spool.sqlite", max_bytes=config.spool_max_bytes, clock=clock)
+        if self.spool.recovered_corrupt:
+            self.health.raise_alarm("spool_recovered", "corrupt spool moved aside")
+        self.outbox = Outbox(
+            self.signer,
+            PersistentCounter(state / "boot_counter"),
+            self.spool,
+            self.health,
+            config.mqtt.topic_prefix,
+            clock=clock,
+        )
+        self.publisher = Publisher(
+            config.mqtt,
+            self.outbox,
+            PersistentCounter(state / "bdseq"),
+            self._birth_payload,
+            self._death_payload,
+            self.health,
+        )
+        self.window = Window(window_start(clock(), config.window_s), config.window_s)
+        self.runners: list[SensorRunner] = []
+        series = []
+        for sc in config.sensors:
+            desc = load_sensor(sc.model, config.hardware_dir)
+            cls = driver_class(desc)
+            self.runners.append(
+                SensorRunner(
+                    sc.name,
+                    desc,
+                    self._driver_factory(cls, sc, desc, open_bus),
+                    self.health,
+                    lambda: self.window,
+                )
+            )
+            for fname, f in desc.fields.items():
+                if f.privacy in AGGREGATED:
+                    series.append(senml.Series(sc.name, fname, f.senml, f.unit, f.resolution))
+        self.encoder = senml.WindowPackEncoder(config.pole_id, series)
+        self.windows_sent = 0
+
+    @staticmethod
+    def _driver_factory(
+        cls: type, sc: SensorConfig, desc: SensorDescriptor, open_bus: BusFactory
+    ) -> Callable[[], object]:
+        def make() -> object:
+            bus = open_bus(sc, desc)
+            kwargs = dict(sc.options)
+            kwargs.pop("baud", None)
+            if sc.address is not None:
+                kwargs["address"] = sc.address
+            return cls(bus, **kwargs)
+
+        return make
+
+    def _birth_payload(self, bdseq: int) -> bytes:
+        base = self.config.pole_id + "/"
+        sensors = ",".join(f"{r.name}:{r.desc.model}" for r in self.runners)
+        return senml.encode_pack(
+            [
+                [(senml.BN, base), (senml.BT, int(self.clock())), (0, "bdSeq"), (2, bdseq)],
+                [(0, "boot"), (2, self.outbox.boot)],
+                [(0, "software"), (3, "lightpole-edge " + __version__)],
+                [(0, "sensors"), (3, sensors)],
+                [(0, "window"), (1, "s"), (2, self.config.window_s)],
+            ]
+        )
+
+    def _death_payload(self, bdseq: int) -> bytes:
+        return senml.encode_pack(
+            [
+                [
+                    (senml.BN, self.config.pole_id + "/"),
+                    (senml.BT, int(self.clock())),
+                    (0, "bdSeq"),
+                    (2, bdseq),
+                ],
+            ]
+        )
+
+    def _health_payload(self) -> bytes:
+        h = self.health
+        h.counters["spool_depth"] = self.spool.depth()
+        h.counters["spool_dropped"] = self.spool.dropped
+        h.counters["published"] = self.publisher.published
+        first = [(senml.BN, self.config.pole_id + "/"), (senml.BT, int(self.clock()))]
+        records = h.records()
+        if records:
+            records[0] = first + records[0]
+        else:
+            records = [first + [(0, "uptime"), (1, "s"), (2, 0)]]
+        return senml.encode_pack(records)
+
+    def close_window(self) -> bytes:
+        """Close the current window, open the next, and post the closed one's pack."""
+        closed = self.window
+        self.window = Window(closed.end, closed.length)
+        payload = self.encoder.encode(closed, closed.end)
+        self.windows_sent += 1
+        return self.outbox.post("data", payload)
+
+    async def _windows(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.0, self.window.end - self.clock()))
+            self.close_window()
+
+    async def _health(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.health_s)
+            self.outbox.post("health", self._health_payload())
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set (or cancelled); then send a clean death and close."""
+        stop = stop or asyncio.Event()
+        tasks = [asyncio.create_task(r.run(), name=f"sensor:{r.name}") for r in self.runners]
+        tasks.append(asyncio.create_task(self._windows(), name="windows"))
+        tasks.append(asyncio.create_task(self._health(), name="health"))
+        pub = asyncio.create_task(self.publisher.run(), name="publisher")
+        try:
+            await stop.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.publisher.stop()
+            try:
+                await asyncio.wait_for(pub, 5)
+            except (TimeoutError, asyncio.CancelledError):
+                pub.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pub
+            self.spool.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="pole-edge",
+        description="The light-pole gateway daemon: reads the pole's sensors, aggregates and "
+        "anonymises on the pole, signs (COSE_Sign1/Ed25519) and publishes over MQTT.",
+    )
+    ap.add_argument("--config", "-c", type=Path, required=True, help="the pole's TOML file")
+    ap.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = load_config(args.config)
+        pole = Pole(config)
+    except (ConfigError, DescriptorError, FileNotFoundError, PermissionError, ValueError) as exc:
+        print(f"pole-edge: {exc}", file=sys.stderr)
+        return 2
+
+    async def _run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        log.info(
+            "pole %s up: %d sensors, window %ss, broker %s",
+            config.pole_id,
+            len(pole.runners),
+            config.window_s,
+            config.mqtt.url,
+        )
+        await pole.run(stop)
+
+    asyncio.run(_run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

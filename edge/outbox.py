@@ -1,0 +1,81 @@
+"""Seal and store: every outgoing message gets a never-repeating cti, is signed as
+COSE_Sign1, and is written to the spool before anyone may send it.
+
+cti = boot counter (persisted before first use) followed by a per-boot sequence,
+so a cti never repeats for a key across any number of power cuts. If the spool
+cannot be written (full disk, read-only medium) the message is kept in a bounded
+RAM queue, a health alarm is raised, and live data keeps flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections import deque
+
+from edge.cose import Signer, cti_bytes
+from edge.health import Health
+from edge.spool import Spool
+from edge.state import PersistentCounter
+
+log = logging.getLogger(__name__)
+
+
+class Outbox:
+    def __init__(
+        self,
+        signer: Signer,
+        boot: PersistentCounter,
+        spool: Spool,
+        health: Health,
+        topic_prefix: str,
+        clock=time.time,
+        ram_limit: int = 1000,
+    ) -> None:
+        self.signer = signer
+        self.boot_counter = boot
+        self.boot = boot.advance()  # persisted before the first cti of this boot is used
+        self.seq = 0
+        self.spool = spool
+        self.health = health
+        self.clock = clock
+        self.base_topic = f"{topic_prefix}/{signer.pole_id}"
+        self.ram: deque[tuple[str, bytes, bool, str]] = deque(maxlen=ram_limit)
+        self.wakeup = asyncio.Event()
+
+    def topic(self, kind: str) -> str:
+        return f"{self.base_topic}/{kind}"
+
+    def seal(self, payload: bytes) -> bytes:
+        """Sign ``payload`` with the next cti; never reuses one."""
+        self.seq += 1
+        if self.seq > 0xFFFFFFFF:  # a new boot epoch rather than wrap around
+            self.boot = self.boot_counter.advance()
+            self.seq = 1
+        return self.signer.sign(payload, int(self.clock()), cti_bytes(self.boot, self.seq))
+
+    def post(self, kind: str, payload: bytes, retain: bool = False) -> bytes:
+        """Seal, store durably, and wake the publisher. Returns the signed message."""
+        message = self.seal(payload)
+        topic = self.topic(kind)
+        try:
+            self.spool.put(topic, message, kind, retain)
+        except sqlite3.Error as exc:
+            if len(self.ram) == self.ram.maxlen:
+                self.health.count("ram_queue_dropped")
+            self.ram.append((topic, message, retain, kind))
+            self.health.count("spool_write_errors")
+            if self.health.raise_alarm("spool_unwritable", str(exc)):
+                log.error(
+                    "cannot write the spool %s (%s): keeping messages in RAM; free disk "
+                    "space or fix the medium",
+                    self.spool.path,
+                    exc,
+                )
+        else:
+            if self.health.clear_alarm("spool_unwritable"):
+                log.warning("spool %s writable again", self.spool.path)
+        self.wakeup.set()
+        return message

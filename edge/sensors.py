@@ -1,0 +1,133 @@
+"""Sensor supervision: poll each driver, feed the window, and survive every fault.
+
+A driver that raises is counted (by the exception's ``counter``) and carries on; one
+that loses its device (``NoDevice``/``OSError``) is restarted with exponential
+backoff, so a replugged sensor comes back by itself. A driver call that takes longer
+than ``slow_s`` is counted as ``slow_reads``. Values outside the descriptor's
+plausible range never reach the window. Only fields whose privacy class the gate
+admits are aggregated at all: personal fields are dropped here, counted, and never
+stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import time
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+from edge.descriptors import SensorDescriptor
+from edge.errors import NoDevice, SensorError
+from edge.health import Health
+from edge.window import Window
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "lightpole.drivers"
+AGGREGATED = ("public",)
+
+
+def driver_class(desc: SensorDescriptor) -> type:
+    """The class named by an installed ``lightpole.drivers`` entry point, else by the descriptor."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == desc.model:
+            return ep.load()
+    if not desc.driver:
+        raise LookupError(
+            f'no driver for {desc.model!r}: set "driver" in {desc.source} or install a package '
+            f"with a {ENTRY_POINT_GROUP!r} entry point named {desc.model!r}"
+        )
+    module, _, cls = desc.driver.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+class SensorRunner:
+    def __init__(
+        self,
+        name: str,
+        desc: SensorDescriptor,
+        make_driver: Callable[[], object],
+        health: Health,
+        current_window: Callable[[], Window],
+        slow_s: float = 0.5,
+    ) -> None:
+        self.name = name
+        self.desc = desc
+        self.make_driver = make_driver
+        self.health = health
+        self.current_window = current_window
+        self.slow_s = slow_s
+        self.driver: object | None = None
+        self.samples = 0
+        self._fields = {k: f for k, f in desc.fields.items() if f.privacy in AGGREGATED}
+        health.sensor_state(name, False)
+
+    def _start(self) -> None:
+        driver = self.make_driver()
+        driver.start()
+        self.driver = driver
+
+    def _accept(self, values: dict) -> None:
+        window = self.current_window()
+        for field, value in values.items():
+            spec = self._fields.get(field)
+            if spec is None:
+                # Not declared publishable (or personal): it stops here, in RAM.
+                self.health.count("gate_dropped_fields")
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self.health.count(f"{self.name}.bad_type")
+                continue
+            if not spec.plausible(value):
+                self.health.count(f"{self.name}.implausible")
+                continue
+            window.add((self.name, field), value)
+            self.samples += 1
+
+    def poll_once(self) -> None:
+        """One supervised poll: start the driver if needed, read, and account for faults."""
+        if self.driver is None:
+            self._start()
+            self.health.sensor_state(self.name, True)
+            if self.health.clear_alarm(f"{self.name}_missing"):
+                log.info("sensor %s is back", self.name)
+        t0 = time.monotonic()
+        try:
+            values = self.driver.read()
+        except NoDevice:
+            raise
+        except SensorError as exc:
+            self.health.count(f"{self.name}.{getattr(exc, 'counter', 'sensor_errors')}")
+            return
+        finally:
+            if time.monotonic() - t0 > self.slow_s:
+                self.health.count(f"{self.name}.slow_reads")
+        if values:
+            self._accept(values)
+
+    async def run(self) -> None:
+        backoff = 1.0
+        while True:
+            try:
+                self.poll_once()
+                backoff = 1.0
+                await asyncio.sleep(self.desc.poll_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a sick sensor never stops the pole
+                self.driver = None
+                self.health.sensor_state(self.name, False)
+                self.health.count(f"{self.name}.restarts")
+                if self.health.raise_alarm(f"{self.name}_missing", type(exc).__name__):
+                    log.warning(
+                        "sensor %s (%s) not answering: %s: %s; retrying with backoff. Check its "
+                        "cable, address/port and power.",
+                        self.name,
+                        self.desc.model,
+                        type(exc).__name__,
+                        exc,
+                    )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)

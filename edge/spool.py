@@ -1,0 +1,142 @@
+"""The spool: every signed message is stored here before it is sent, and leaves only
+after the broker's PUBACK.
+
+SQLite in WAL mode with ``synchronous=FULL``: a committed message survives a power
+cut. Bounded by bytes and by age; when full, the oldest messages are dropped first
+(the newest data is the most useful to the city, and a bound protects the flash)
+and every drop is counted for the health stream. A file that SQLite finds corrupt
+is moved aside (``spool.sqlite.corrupt-<time>``) and a fresh spool started.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    id INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    retain INTEGER NOT NULL DEFAULT 0,
+    kind TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+class Spool:
+    """Durable FIFO of signed messages."""
+
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_age_s: float = 14 * 86400,
+        clock=time.time,
+    ) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.clock = clock
+        self.dropped = 0
+        self.write_errors = 0
+        self.recovered_corrupt = 0
+        self._bytes = 0
+        self.db = self._open()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute(_SCHEMA)
+        return db
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = self._connect()
+            ok = db.execute("PRAGMA quick_check").fetchone()[0]
+            if ok != "ok":
+                raise sqlite3.DatabaseError(ok)
+        except sqlite3.DatabaseError as exc:
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            log.error(
+                "spool %s is corrupt (%s); moved to %s, starting empty", self.path, exc, aside
+            )
+            for suffix in ("", "-wal", "-shm"):
+                p = Path(str(self.path) + suffix)
+                if p.exists():
+                    p.rename(Path(str(aside) + suffix))
+            self.recovered_corrupt += 1
+            db = self._connect()
+        row = db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM spool").fetchone()
+        self._bytes = row[0]
+        return db
+
+    def put(self, topic: str, payload: bytes, kind: str, retain: bool = False) -> int:
+        """Store one message durably; returns its id. Raises ``sqlite3.Error`` on a full or
+        read-only disk: the caller keeps the message in RAM and raises a health alarm."""
+        try:
+            cur = self.db.execute(
+                "INSERT INTO spool (topic, payload, retain, kind, created) VALUES (?, ?, ?, ?, ?)",
+                (topic, payload, int(retain), kind, self.clock()),
+            )
+        except sqlite3.Error:
+            self.write_errors += 1
+            raise
+        self._bytes += len(payload)
+        if self._bytes > self.max_bytes:
+            self._trim()
+        return cur.lastrowid
+
+    def _trim(self) -> None:
+        """Drop the oldest messages until under the byte bound, and any past the age bound."""
+        cutoff = self.clock() - self.max_age_s
+        n = self.db.execute("DELETE FROM spool WHERE created < ?", (cutoff,)).rowcount
+        while self._bytes > self.max_bytes:
+            row = self.db.execute(
+                "SELECT id, LENGTH(payload) FROM spool ORDER BY id LIMIT 1"
+            ).fetchone()
+            if row is None:
+                break
+            self.db.execute("DELETE FROM spool WHERE id = ?", (row[0],))
+            n += 1
+            self._bytes -= row[1]
+        self._bytes = self.db.execute(
+            "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM spool"
+        ).fetchone()[0]
+        if n:
+            self.dropped += n
+            log.warning("spool over its bound: dropped %d oldest messages", n)
+
+    def pending(
+        self, limit: int = 100, after_id: int = 0
+    ) -> list[tuple[int, str, bytes, bool, str]]:
+        """Oldest unsent messages with id > after_id: (id, topic, payload, retain, kind)."""
+        rows = self.db.execute(
+            "SELECT id, topic, payload, retain, kind FROM spool WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
+        return [(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
+
+    def ack(self, msg_id: int) -> None:
+        """The broker acknowledged it: forget it."""
+        row = self.db.execute("DELETE FROM spool WHERE id = ? RETURNING LENGTH(payload)", (msg_id,))
+        got = row.fetchone()
+        if got:
+            self._bytes -= got[0]
+
+    def depth(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,55 @@
+"""Per-window aggregation: count, mean, min and max of every series, in O(1) memory.
+
+Only these four numbers per series survive the window; individual samples are
+never kept, which is also the first step of data minimisation.
+Portable to MicroPython.
+"""
+
+
+class Stat:
+    """Running statistics of one series within one window."""
+
+    __slots__ = ("count", "total", "lo", "hi")
+
+    def __init__(self):
+        self.count = 0
+        self.total = 0.0
+        self.lo = 0.0
+        self.hi = 0.0
+
+    def add(self, value):
+        if self.count == 0:
+            self.lo = self.hi = value
+        elif value < self.lo:
+            self.lo = value
+        elif value > self.hi:
+            self.hi = value
+        self.count += 1
+        self.total += value
+
+    def mean(self):
+        return self.total / self.count if self.count else None
+
+
+def window_start(now, length):
+    """The start of the clock-aligned window containing ``now`` (aligned to whole multiples)."""
+    return int(now // length) * length
+
+
+class Window:
+    """Statistics for a set of series keyed by (sensor, field), over one aligned window."""
+
+    def __init__(self, start, length):
+        self.start = start
+        self.length = length
+        self.series = {}
+
+    @property
+    def end(self):
+        return self.start + self.length
+
+    def add(self, key, value):
+        stat = self.series.get(key)
+        if stat is None:
+            stat = self.series[key] = Stat()
+        stat.add(value)

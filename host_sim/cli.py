@@ -1,0 +1,147 @@
+"""``pole-sim``: simulated poles on a laptop or in CI.
+
+``pole-sim demo`` starts a broker (Mosquitto if installed, else an embedded one),
+provisions N simulated poles (keys generated in their own state directories,
+registered in a trust list), runs the real edge daemon for each, and a verifier
+that prints every decoded, verified reading as it arrives. It stops by itself
+after ``--duration`` seconds or on Ctrl-C, and removes everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from host_sim.broker import EmbeddedBroker, Mosquitto, mosquitto_path
+from host_sim.pole import SimPole
+from host_sim.world import World
+from provisioning.receiver import run_receiver
+from provisioning.report import format_verdict
+from provisioning.trustlist import TrustList, load_keys
+from provisioning.verifier import Verdict, Verifier
+
+
+async def demo(args: argparse.Namespace) -> int:
+    workdir_ctx = (
+        contextlib.nullcontext(args.workdir)
+        if args.workdir
+        else tempfile.TemporaryDirectory(prefix="lightpole-demo-")
+    )
+    with workdir_ctx as wd:
+        work = Path(wd)
+        broker_url = args.broker
+        mosq = embedded = None
+        if broker_url is None:
+            if mosquitto_path():
+                mosq = Mosquitto(workdir=work / "broker").start()
+                broker_url = mosq.url
+                print(f"broker: Mosquitto on {broker_url}")
+            else:
+                embedded = EmbeddedBroker()
+                await embedded.start()
+                broker_url = embedded.url
+                print(f"broker: embedded amqtt on {broker_url} (install mosquitto for a real one)")
+        else:
+            print(f"broker: {broker_url}")
+        try:
+            return await _run_demo(args, work, broker_url)
+        finally:
+            if mosq:
+                mosq.close()
+            if embedded:
+                await embedded.stop()
+
+
+async def _run_demo(args: argparse.Namespace, work: Path, broker_url: str) -> int:
+    world = World(seed=args.seed)
+    trust = TrustList(work / "trust.sqlite")
+    poles = []
+    for i in range(args.poles):
+        pole_id = f"nl-demo-{i + 1:04d}"
+        sp = SimPole(
+            pole_id,
+            work / pole_id,
+            broker_url,
+            world.pole(i),
+            window_s=args.window,
+            topic_prefix=args.prefix,
+        )
+        trust.add(pole_id, sp.identity.public_key, note="demo")
+        poles.append(sp)
+        print(
+            f"provisioned {pole_id}: key {sp.identity.fingerprint}, SDS011 on {sp.pty.path}, "
+            "BME280 on simulated I2C 0x76"
+        )
+    trust.export_file(work / "trust.json")
+    trust.close()
+    verifier = Verifier(load_keys(work / "trust.json"), topic_prefix=args.prefix)
+    print(f"trust list exported to {work / 'trust.json'}; verifier uses only that file")
+    print(
+        f"running {args.poles} poles, {args.window}s windows, for {args.duration}s (Ctrl-C stops)\n"
+    )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    ready = asyncio.Event()
+    pole_stop = asyncio.Event()
+
+    def show(topic: str, v: Verdict) -> None:
+        line = format_verdict(topic, v)
+        if line:
+            print(line, flush=True)
+
+    recv = asyncio.create_task(run_receiver(broker_url, verifier, show, stop, ready=ready))
+    await asyncio.wait_for(ready.wait(), 15)
+    tasks = [asyncio.create_task(p.run(pole_stop)) for p in poles]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), args.duration)
+    pole_stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.sleep(0.5)  # let the last messages arrive
+    stop.set()
+    await asyncio.gather(recv, return_exceptions=True)
+    c = verifier.counts
+    rejected = sum(n for k, n in c.items() if k.startswith("rejected"))
+    print(
+        f"\nverified {c['accepted']} messages ({c['duplicate']} duplicates stored once, "
+        f"{rejected} rejected) from {args.poles} poles"
+    )
+    return 0 if c["accepted"] > 0 and rejected == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="pole-sim", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("demo", help="simulated poles -> broker -> verifier, printed live")
+    d.add_argument("--poles", type=int, default=3, help="how many poles (default 3)")
+    d.add_argument(
+        "--duration",
+        type=float,
+        default=40.0,
+        help="seconds before it stops by itself (default 40)",
+    )
+    d.add_argument("--window", type=int, default=5, help="aggregation window, s (default 5)")
+    d.add_argument("--broker", help="mqtt://HOST:PORT of an existing broker (default: start one)")
+    d.add_argument("--workdir", type=Path, help="keep pole state and trust list here")
+    d.add_argument("--seed", type=int, default=1, help="world seed (default 1)")
+    d.add_argument("--prefix", default="poles", help="topic prefix (default poles)")
+    d.add_argument("--log-level", default="WARNING")
+    args = ap.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.cmd == "demo":
+        return asyncio.run(demo(args))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

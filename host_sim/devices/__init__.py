@@ -1,0 +1,1 @@
+"""Models of each sensor chip, behind the same bus contracts the drivers use."""

@@ -1,0 +1,59 @@
+"""A small physical world that drives the simulated sensors: deterministic for a seed.
+
+Temperature follows a day curve (coolest before dawn, warmest mid-afternoon),
+humidity moves against it, pressure drifts slowly, and particulates rise with the
+morning and evening traffic peaks. Each pole gets its own offsets, so a fleet does
+not report identical streets. Time is whatever clock the world is given
+(wall-clock, or accelerated simulated time).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+
+
+class World:
+    def __init__(
+        self, seed: int = 1, clock: Callable[[], float] = time.time, utc_offset_h: float = 1.0
+    ) -> None:
+        self.seed = seed
+        self.clock = clock
+        self.utc_offset_h = utc_offset_h
+        self.heat_wave = 0.0  # extra °C, for scenarios
+
+    def hour(self, t: float) -> float:
+        return ((t / 3600.0) + self.utc_offset_h) % 24.0
+
+    def pole(self, index: int) -> PoleWorld:
+        return PoleWorld(self, index)
+
+
+class PoleWorld:
+    """What the sensors of one pole experience."""
+
+    def __init__(self, world: World, index: int) -> None:
+        self.world = world
+        rng = random.Random(world.seed * 1_000_003 + index)
+        self.rng = rng
+        self.t_offset = rng.uniform(-1.0, 1.0)
+        self.pm_factor = rng.uniform(0.7, 1.4)
+        self.pressure_offset = rng.uniform(-150, 150)
+
+    def climate(self) -> dict[str, float]:
+        t = self.world.clock()
+        h = self.world.hour(t)
+        temp = 11.0 + 6.0 * math.sin(2 * math.pi * (h - 9.0) / 24.0) + self.t_offset
+        temp += self.world.heat_wave + self.rng.gauss(0, 0.05)
+        rh = min(99.0, max(20.0, 75.0 - 2.5 * (temp - 11.0) + self.rng.gauss(0, 0.3)))
+        p = 101325.0 + self.pressure_offset + 300.0 * math.sin(2 * math.pi * t / (5 * 86400))
+        return {"temperature": temp, "humidity": rh, "pressure": p + self.rng.gauss(0, 2)}
+
+    def air(self) -> dict[str, float]:
+        h = self.world.hour(self.world.clock())
+        traffic = math.exp(-((h - 8.0) ** 2) / 2.0) + 0.8 * math.exp(-((h - 17.5) ** 2) / 3.0)
+        pm25 = max(0.0, self.pm_factor * (6.0 + 14.0 * traffic) + self.rng.gauss(0, 0.8))
+        pm10 = pm25 * 1.6 + abs(self.rng.gauss(0, 1.0))
+        return {"pm2_5": pm25, "pm10": pm10}

@@ -1,0 +1,1 @@
+"""Pole identity from birth to retirement, and the city's verifier of what arrives."""

@@ -1,0 +1,190 @@
+"""``pole-admin``: tools for field technicians and the city.
+
+pole-admin identity create --state-dir DIR --pole-id ID   (on the pole controller)
+pole-admin identity show   --state-dir DIR
+pole-admin trust add       --db trust.sqlite --state-dir DIR | --pole-id ID --public-key HEX
+pole-admin trust revoke    --db trust.sqlite --pole-id ID | --kid KID
+pole-admin trust list      --db trust.sqlite
+pole-admin trust export    --db trust.sqlite --out trust.json
+pole-admin verify          --broker mqtt://HOST:PORT --trust trust.json [--store msgs.sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from edge.state import PUB_FILE, create_identity, load_identity
+from provisioning.trustlist import TrustError, TrustList, load_keys
+
+
+def _identity_create(a: argparse.Namespace) -> int:
+    try:
+        ident = create_identity(a.state_dir, a.pole_id)
+    except FileExistsError:
+        ident = load_identity(a.state_dir)
+        print(
+            f"{a.state_dir} already holds the identity of {ident.pole_id} (kept; a pole's key "
+            "is replaced only with 'replace-controller')",
+            file=sys.stderr,
+        )
+        if ident.pole_id != a.pole_id:
+            return 1
+    print(json.dumps(ident.public_record(), indent=2))
+    return 0
+
+
+def _identity_show(a: argparse.Namespace) -> int:
+    print(json.dumps(load_identity(a.state_dir).public_record(), indent=2))
+    return 0
+
+
+def _trust_add(a: argparse.Namespace) -> int:
+    if a.state_dir:
+        rec = json.loads((a.state_dir / PUB_FILE).read_text())
+        pole_id, pub = rec["pole_id"], rec["public_key"]
+    elif a.pole_id and a.public_key:
+        pole_id, pub = a.pole_id, a.public_key
+    else:
+        print(
+            "pole-admin trust add: give --state-dir, or --pole-id with --public-key",
+            file=sys.stderr,
+        )
+        return 2
+    tl = TrustList(a.db)
+    try:
+        r = tl.add(pole_id, bytes.fromhex(pub), note=a.note)
+    finally:
+        tl.close()
+    print(f"registered {r.pole_id}: kid {r.kid.hex()}")
+    return 0
+
+
+def _trust_revoke(a: argparse.Namespace) -> int:
+    tl = TrustList(a.db)
+    try:
+        n = tl.revoke(pole_id=a.pole_id, kid=a.kid)
+    finally:
+        tl.close()
+    print(f"revoked {n} key(s); export the trust list again so verifiers see it")
+    return 0 if n else 1
+
+
+def _trust_list(a: argparse.Namespace) -> int:
+    tl = TrustList(a.db)
+    try:
+        for r in tl.records():
+            print(f"{r.pole_id:<20} {r.kid.hex()}  {r.status}")
+    finally:
+        tl.close()
+    return 0
+
+
+def _trust_export(a: argparse.Namespace) -> int:
+    tl = TrustList(a.db)
+    try:
+        n = tl.export_file(a.out)
+    finally:
+        tl.close()
+    print(f"wrote {n} keys to {a.out}")
+    return 0
+
+
+def _verify(a: argparse.Namespace) -> int:
+    from provisioning.receiver import Store, run_receiver
+    from provisioning.report import format_verdict
+    from provisioning.verifier import Verifier
+
+    verifier = Verifier(load_keys(a.trust), topic_prefix=a.prefix, max_skew_s=a.max_skew)
+    store = Store(a.store) if a.store else None
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        def show(topic: str, v: object) -> None:
+            line = format_verdict(topic, v)
+            if line:
+                print(line, flush=True)
+
+        if a.duration:
+            loop.call_later(a.duration, stop.set)
+        await run_receiver(a.broker, verifier, show, stop, store=store, share_group=a.share)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(go())
+    print(json.dumps(dict(verifier.counts)), file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="pole-admin",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--log-level", default="WARNING")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    ident = sub.add_parser("identity", help="the pole's key pair (run on the controller)")
+    isub = ident.add_subparsers(dest="sub", required=True)
+    c = isub.add_parser("create", help="generate the key here; private key mode 0600, never shown")
+    c.add_argument("--state-dir", type=Path, required=True, help="the pole's state directory")
+    c.add_argument("--pole-id", required=True, help="e.g. nl-ex-0001")
+    c.set_defaults(fn=_identity_create)
+    s = isub.add_parser("show", help="print pole id, kid, public key and fingerprint")
+    s.add_argument("--state-dir", type=Path, required=True)
+    s.set_defaults(fn=_identity_show)
+
+    trust = sub.add_parser("trust", help="the city's trust list of pole keys")
+    tsub = trust.add_subparsers(dest="sub", required=True)
+    t = tsub.add_parser("add", help="register a pole's public key")
+    t.add_argument("--db", type=Path, required=True, help="trust list SQLite file")
+    t.add_argument("--state-dir", type=Path, help="read pole id and key from a pole's state dir")
+    t.add_argument("--pole-id")
+    t.add_argument("--public-key", help="32-byte Ed25519 public key, hex")
+    t.add_argument("--note", default="")
+    t.set_defaults(fn=_trust_add)
+    r = tsub.add_parser("revoke", help="revoke a lost or replaced pole's key")
+    r.add_argument("--db", type=Path, required=True)
+    r.add_argument("--pole-id")
+    r.add_argument("--kid")
+    r.set_defaults(fn=_trust_revoke)
+    li = tsub.add_parser("list", help="list keys and their status")
+    li.add_argument("--db", type=Path, required=True)
+    li.set_defaults(fn=_trust_list)
+    e = tsub.add_parser("export", help="write the JSON trust list for verifiers")
+    e.add_argument("--db", type=Path, required=True)
+    e.add_argument("--out", type=Path, required=True)
+    e.set_defaults(fn=_trust_export)
+
+    v = sub.add_parser("verify", help="subscribe, verify and print what poles publish")
+    v.add_argument("--broker", required=True, help="mqtt://HOST:PORT")
+    v.add_argument("--trust", type=Path, required=True, help="trust.json or trust SQLite file")
+    v.add_argument("--store", type=Path, help="store verified messages (once each) in SQLite")
+    v.add_argument("--prefix", default="poles")
+    v.add_argument("--share", help="shared-subscription group, to run several verifiers")
+    v.add_argument("--max-skew", type=float, help="reject iat further than this from now (s)")
+    v.add_argument("--duration", type=float, help="stop after this many seconds")
+    v.set_defaults(fn=_verify)
+
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=a.log_level.upper())
+    try:
+        return a.fn(a)
+    except (TrustError, FileNotFoundError, PermissionError, ValueError) as exc:
+        print(f"pole-admin: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The verifier as an MQTT service: subscribe, verify, store once, report.
+
+Subscribes to ``<prefix>/+/+`` (or a shared subscription, ``$share/<group>/...``,
+so several instances can split the load). Accepted messages go to the optional
+SQLite store, where (kid, cti) is unique: a duplicate is stored once even across
+verifier restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from provisioning.verifier import Verdict, Verifier
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    pole_id TEXT NOT NULL, kind TEXT NOT NULL, cti INTEGER NOT NULL, iat INTEGER,
+    records TEXT NOT NULL, received REAL NOT NULL DEFAULT (unixepoch('subsec')),
+    PRIMARY KEY (pole_id, cti)
+)
+"""
+
+
+class Store:
+    """Verified messages, once each."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(_SCHEMA)
+        self.db.commit()
+
+    def add(self, v: Verdict) -> bool:
+        """True if stored now, False if it was already there."""
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO messages (pole_id, kind, cti, iat, records) VALUES (?,?,?,?,?)",
+            (
+                v.pole_id,
+                v.kind,
+                v.cti,
+                v.iat,
+                json.dumps([r.as_dict() for r in v.records], default=lambda b: b.hex()),
+            ),
+        )
+        self.db.commit()
+        return cur.rowcount == 1
+
+    def count(self, kind: str | None = None) -> int:
+        if kind:
+            return self.db.execute(
+                "SELECT COUNT(*) FROM messages WHERE kind=?", (kind,)
+            ).fetchone()[0]
+        return self.db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def broker_address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"broker URL {url!r}: use mqtt://HOST:PORT")
+    return parts.hostname, parts.port or 1883
+
+
+async def run_receiver(
+    url: str,
+    verifier: Verifier,
+    on_verdict: Callable[[str, Verdict], None],
+    stop: asyncio.Event,
+    store: Store | None = None,
+    share_group: str | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Verify everything under the prefix until ``stop``; reconnects on broker loss."""
+    host, port = broker_address(url)
+    topic = f"{verifier.topic_prefix}/+/+"
+    if share_group:
+        topic = f"$share/{share_group}/{topic}"
+    backoff = 1.0
+    while not stop.is_set():
+        try:
+            async with aiomqtt.Client(
+                host, port, protocol=aiomqtt.ProtocolVersion.V5, timeout=10
+            ) as client:
+                await client.subscribe(topic, qos=1)
+                if ready:
+                    ready.set()
+                backoff = 1.0
+                stopper = asyncio.create_task(stop.wait())
+                msgs = client.messages.__aiter__()
+                while not stop.is_set():
+                    nxt = asyncio.ensure_future(msgs.__anext__())
+                    done, _ = await asyncio.wait(
+                        {nxt, stopper}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if nxt not in done:
+                        nxt.cancel()
+                        break
+                    msg = nxt.result()
+                    payload = msg.payload if isinstance(msg.payload, bytes) else b""
+                    v = verifier.check(str(msg.topic), payload)
+                    if v.status == "accepted" and store is not None and not store.add(v):
+                        v.status = "duplicate"
+                    on_verdict(str(msg.topic), v)
+                stopper.cancel()
+        except aiomqtt.MqttError as exc:
+            log.warning("verifier lost the broker %s:%s (%s); retrying", host, port, exc)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)

@@ -1,0 +1,213 @@
+"""The city's verifier: accept only authentic, fresh, well-formed messages from known poles.
+
+``Verifier.check(topic, payload)`` never raises; it returns a ``Verdict`` whose
+``status`` is ``accepted``, ``duplicate`` (a QoS 1 redelivery: same key and cti,
+to be stored once) or ``rejected`` with a reason. Checks, in order:
+size, CBOR, COSE_Sign1 shape, algorithm (EdDSA -8 or Ed25519 -19), kid known and
+not revoked, signature, iss equals the key's pole and the topic's pole, iat within
+the allowed skew (if configured), cti fresh, payload a valid SenML pack.
+
+Replay rule (per key): a cti is accepted once. Each key keeps the last ``window``
+ctis seen and a floor (the highest cti pushed out of that window); anything at or
+below the floor is a replay. Not simply "above the high-water mark": after an
+outage the spooled backlog legitimately arrives after the birth message of the
+new session, whose cti is higher. Death messages (the broker sends the last will
+registered at connect time, so its cti is old) are accepted when unseen and their
+bdSeq matches the pole's last birth.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+
+import cbor2
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
+
+from provisioning import senml_decode
+from provisioning.trustlist import KeyRecord
+
+log = logging.getLogger(__name__)
+
+ACCEPTED_ALGS = (-8, -19)
+KINDS = ("data", "health", "birth", "death")
+
+
+class Verdict:
+    __slots__ = ("status", "reason", "pole_id", "kind", "cti", "records", "iat")
+
+    def __init__(
+        self,
+        status: str,
+        reason: str = "",
+        pole_id: str = "",
+        kind: str = "",
+        cti: int = -1,
+        records: list | None = None,
+        iat: int | None = None,
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.pole_id = pole_id
+        self.kind = kind
+        self.cti = cti
+        self.records = records or []
+        self.iat = iat
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "accepted"
+
+    def __repr__(self) -> str:
+        where = f"{self.pole_id}/{self.kind}"
+        return f"Verdict({self.status}, {self.reason!r}, {where}, cti={self.cti:#x})"
+
+
+class _Reject(Exception):
+    pass
+
+
+class _KeyState:
+    __slots__ = ("seen", "order", "floor", "bdseq")
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.order: deque[int] = deque()
+        self.floor = -1
+        self.bdseq: int | None = None
+
+
+class Verifier:
+    def __init__(
+        self,
+        keys: dict[bytes, KeyRecord],
+        topic_prefix: str = "poles",
+        max_size: int = 16 * 1024,
+        max_skew_s: float | None = None,
+        window: int = 512,
+        clock=time.time,
+    ) -> None:
+        self.keys = keys
+        self.topic_prefix = topic_prefix
+        self.max_size = max_size
+        self.max_skew_s = max_skew_s
+        self.window = window
+        self.clock = clock
+        self.state: dict[bytes, _KeyState] = {}
+        self.counts: Counter[str] = Counter()
+
+    def check(self, topic: str, payload: bytes) -> Verdict:
+        try:
+            v = self._check(topic, payload)
+        except _Reject as r:
+            v = Verdict("rejected", str(r))
+        except Exception as exc:  # the verifier never crashes on input
+            v = Verdict("rejected", f"internal: {type(exc).__name__}")
+            log.exception("verifier bug on a %d-byte message", len(payload))
+        self.counts[
+            v.status if v.status != "rejected" else "rejected:" + v.reason.split(":")[0]
+        ] += 1
+        if v.status == "rejected":
+            log.info("rejected message on %s: %s", topic[:120], v.reason)
+        return v
+
+    def _check(self, topic: str, payload: bytes) -> Verdict:
+        parts = topic.split("/")
+        if len(parts) != 3 or parts[0] != self.topic_prefix or parts[2] not in KINDS:
+            raise _Reject(f"topic: not {self.topic_prefix}/<pole>/<kind>")
+        topic_pole, kind = parts[1], parts[2]
+        if len(payload) > self.max_size:
+            raise _Reject(f"size: {len(payload)} bytes over the {self.max_size} limit")
+        try:
+            msg = cbor2.loads(payload)
+        except Exception as exc:
+            raise _Reject(f"cbor: {type(exc).__name__}") from None
+        if not isinstance(msg, cbor2.CBORTag) or msg.tag != 18:
+            raise _Reject("cose: not a tagged COSE_Sign1 (tag 18)")
+        body = msg.value
+        if not isinstance(body, (list, tuple)) or len(body) != 4:
+            raise _Reject("cose: COSE_Sign1 is an array of 4")
+        prot_raw, unprot, content, sig = body
+        if not (
+            isinstance(prot_raw, bytes)
+            and isinstance(unprot, dict)
+            and isinstance(content, bytes)
+            and isinstance(sig, bytes)
+        ):
+            raise _Reject("cose: wrong element types")
+        if len(sig) != 64:
+            raise _Reject("cose: signature is not 64 bytes")
+        try:
+            prot = cbor2.loads(prot_raw) if prot_raw else {}
+        except Exception:
+            raise _Reject("cose: protected header is not CBOR") from None
+        if not isinstance(prot, dict):
+            raise _Reject("cose: protected header is not a map")
+        if 2 in prot:
+            raise _Reject("cose: critical headers not supported")
+        alg = prot.get(1)
+        if alg not in ACCEPTED_ALGS or isinstance(alg, bool):
+            raise _Reject(f"alg: {alg!r} is not EdDSA")
+        if 1 in unprot or 4 in unprot or 15 in unprot:
+            raise _Reject("cose: security headers must be protected")
+        kid = prot.get(4)
+        if not isinstance(kid, bytes):
+            raise _Reject("kid: missing from the protected header")
+        key = self.keys.get(kid)
+        if key is None:
+            raise _Reject(f"kid: unknown key {kid.hex()[:32]}")
+        if not key.active:
+            raise _Reject(f"kid: key {kid.hex()} of pole {key.pole_id} is revoked")
+        tbs = cbor2.dumps(["Signature1", prot_raw, b"", content])
+        try:
+            crypto_sign_open(sig + tbs, key.public_key)
+        except BadSignatureError:
+            raise _Reject("signature: does not verify") from None
+        claims = prot.get(15)
+        if not isinstance(claims, dict):
+            raise _Reject("claims: no CWT claims in the protected header")
+        iss, iat, cti_raw = claims.get(1), claims.get(6), claims.get(7)
+        if iss != key.pole_id:
+            raise _Reject(f"iss: {str(iss)[:64]!r} is not the key's pole {key.pole_id}")
+        if topic_pole != key.pole_id:
+            raise _Reject(
+                f"iss: topic names pole {topic_pole[:64]!r}, key belongs to {key.pole_id}"
+            )
+        if not isinstance(cti_raw, bytes) or len(cti_raw) != 8:
+            raise _Reject("cti: not an 8-byte counter")
+        if not isinstance(iat, int) or isinstance(iat, bool):
+            raise _Reject("iat: missing or not an integer")
+        if self.max_skew_s is not None and abs(iat - self.clock()) > self.max_skew_s:
+            raise _Reject(f"iat: {iat} outside the allowed skew of {self.max_skew_s}s")
+        try:
+            pack = cbor2.loads(content)
+            records = senml_decode.resolve(pack)
+        except senml_decode.SenMLError as exc:
+            raise _Reject(f"senml: {exc}") from None
+        except Exception as exc:
+            raise _Reject(f"senml: payload is not CBOR ({type(exc).__name__})") from None
+        cti = int.from_bytes(cti_raw, "big")
+        st = self.state.setdefault(kid, _KeyState())
+        if cti in st.seen:
+            return Verdict("duplicate", "already seen", key.pole_id, kind, cti, records, iat)
+        bdseq = _bdseq(records)
+        if cti <= st.floor and not (kind == "death" and bdseq is not None and bdseq == st.bdseq):
+            raise _Reject(f"replay: cti {cti:#x} at or below the window floor {st.floor:#x}")
+        st.seen.add(cti)
+        st.order.append(cti)
+        while len(st.order) > self.window:
+            old = st.order.popleft()
+            st.seen.discard(old)
+            st.floor = max(st.floor, old)
+        if kind == "birth" and bdseq is not None:
+            st.bdseq = bdseq
+        return Verdict("accepted", "", key.pole_id, kind, cti, records, iat)
+
+
+def _bdseq(records: list) -> int | None:
+    for r in records:
+        if r.name.endswith("/bdSeq") and isinstance(r.value, int):
+            return r.value
+    return None
