@@ -94,14 +94,10 @@ class Signer:
     def sign(self, payload: bytes, iat: int, cti: bytes) -> bytes:
         """A complete, tagged COSE_Sign1 message."""
         protected = self.protected(iat, cti)
-        tbs = self.sig_structure(protected, payload)
+        prot_bstr = cbor.encode_bytes(protected)
+        payload_head = cbor.head(2, len(payload))
+        tbs = b"".join((b"\x84", _SIG1_CONTEXT, prot_bstr, _EMPTY_BSTR, payload_head, payload))
         signature = crypto_sign(tbs, self._secret)[:64]
-        return (
-            b"\xd2\x84"
-            + cbor.encode_bytes(protected)
-            + b"\xa0"
-            + cbor.head(2, len(payload))
-            + payload
-            + b"\x58\x40"
-            + signature
+        return b"".join(
+            (b"\xd2\x84", prot_bstr, b"\xa0", payload_head, payload, b"\x58\x40", signature)
         )

@@ -18,14 +18,6 @@ import struct
 
 from edge import cbor
 
-try:
-    _F64 = struct.Struct(">Bd").pack
-except AttributeError:  # MicroPython has no struct.Struct
-
-    def _F64(major, value):
-        return struct.pack(">Bd", major, value)
-
-
 BVER = -1
 BN = -2
 BT = -3
@@ -74,10 +66,27 @@ def record_prefix(name, unit, extra_pairs=0):
     return out + _LABEL_V
 
 
+def _stats_packer(p_mean, p_min, p_max, p_count):
+    """One struct call that lays out mean, min and max records and the count's prefix."""
+    fmt = ">%dsBd%dsBd%dsBd%ds" % (len(p_mean), len(p_min), len(p_max), len(p_count))
+    try:
+        return struct.Struct(fmt).pack
+    except AttributeError:  # MicroPython: no struct.Struct, same layout through struct.pack
+
+        def pack(*args):
+            return struct.pack(fmt, *args)
+
+        return pack
+
+
+# Counts are almost always small: their CBOR heads, precomputed.
+_SMALL_UINT = [cbor.encode_int(i) for i in range(256)]
+
+
 class Series:
     """One aggregated series: its SenML names and the precompiled record prefixes."""
 
-    __slots__ = ("key", "decimals", "p_mean", "p_min", "p_max", "p_count")
+    __slots__ = ("key", "decimals", "p_mean", "p_min", "p_max", "p_count", "pack")
 
     def __init__(self, sensor, field, name, unit, resolution):
         self.key = (sensor, field)
@@ -87,6 +96,7 @@ class Series:
         self.p_min = record_prefix(base + "min", unit)
         self.p_max = record_prefix(base + "max", unit)
         self.p_count = record_prefix(base + "count", "count")
+        self.pack = _stats_packer(self.p_mean, self.p_min, self.p_max, self.p_count)
 
 
 class WindowPackEncoder:
@@ -107,8 +117,8 @@ class WindowPackEncoder:
         Min and max are sample values already at the sensor's resolution; only the
         mean is rounded to it, so no false precision leaves the pole.
         """
-        f64 = _F64
         enc_int = cbor.encode_int
+        small = _SMALL_UINT
         chunks = [
             b"",
             self._first_head,
@@ -127,14 +137,21 @@ class WindowPackEncoder:
                 records += 1
                 continue
             n = st.count
-            append(s.p_mean)
-            append(f64(0xFB, round(st.total / n, s.decimals)))
-            append(s.p_min)
-            append(f64(0xFB, st.lo))
-            append(s.p_max)
-            append(f64(0xFB, st.hi))
-            append(s.p_count)
-            append(enc_int(n))
+            append(
+                s.pack(
+                    s.p_mean,
+                    0xFB,
+                    round(st.total / n, s.decimals),
+                    s.p_min,
+                    0xFB,
+                    st.lo,
+                    s.p_max,
+                    0xFB,
+                    st.hi,
+                    s.p_count,
+                )
+            )
+            append(small[n] if n < 256 else enc_int(n))
             records += 4
         chunks[0] = cbor.head(4, records)
         return b"".join(chunks)

@@ -74,9 +74,12 @@ class Spool:
                     p.rename(Path(str(aside) + suffix))
             self.recovered_corrupt += 1
             db = self._connect()
-        row = db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM spool").fetchone()
-        self._bytes = row[0]
+        self.db = db
+        self._bytes = self._sum_bytes()
         return db
+
+    def _sum_bytes(self) -> int:
+        return self.db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM spool").fetchone()[0]
 
     def put(self, topic: str, payload: bytes, kind: str, retain: bool = False) -> int:
         """Store one message durably; returns its id. Raises ``sqlite3.Error`` on a full or
@@ -98,6 +101,8 @@ class Spool:
         """Drop the oldest messages until under the byte bound, and any past the age bound."""
         cutoff = self.clock() - self.max_age_s
         n = self.db.execute("DELETE FROM spool WHERE created < ?", (cutoff,)).rowcount
+        if n:
+            self._bytes = self._sum_bytes()
         while self._bytes > self.max_bytes:
             row = self.db.execute(
                 "SELECT id, LENGTH(payload) FROM spool ORDER BY id LIMIT 1"
@@ -107,9 +112,6 @@ class Spool:
             self.db.execute("DELETE FROM spool WHERE id = ?", (row[0],))
             n += 1
             self._bytes -= row[1]
-        self._bytes = self.db.execute(
-            "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM spool"
-        ).fetchone()[0]
         if n:
             self.dropped += n
             log.warning("spool over its bound: dropped %d oldest messages", n)

@@ -8,6 +8,7 @@ ending in '_' that must be understood).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-:./_]*$")
 ABSOLUTE_TIME = 2**28
@@ -48,7 +49,7 @@ def resolve(pack, now: float | None = None) -> list[Record]:
     bn, bt, bu, bv, bs = "", 0, None, 0, None
     out = []
     for i, rec in enumerate(pack):
-        if not isinstance(rec, dict):
+        if not isinstance(rec, Mapping):
             raise SenMLError(f"record {i} is not a map")
         for k in rec:
             if isinstance(k, str) and k.endswith("_"):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import Mapping
 
 import cbor2
 from nacl.bindings import crypto_sign_open
@@ -132,7 +133,7 @@ class Verifier:
         prot_raw, unprot, content, sig = body
         if not (
             isinstance(prot_raw, bytes)
-            and isinstance(unprot, dict)
+            and isinstance(unprot, Mapping)
             and isinstance(content, bytes)
             and isinstance(sig, bytes)
         ):
@@ -143,7 +144,7 @@ class Verifier:
             prot = cbor2.loads(prot_raw) if prot_raw else {}
         except Exception:
             raise _Reject("cose: protected header is not CBOR") from None
-        if not isinstance(prot, dict):
+        if not isinstance(prot, Mapping):
             raise _Reject("cose: protected header is not a map")
         if 2 in prot:
             raise _Reject("cose: critical headers not supported")
@@ -166,7 +167,7 @@ class Verifier:
         except BadSignatureError:
             raise _Reject("signature: does not verify") from None
         claims = prot.get(15)
-        if not isinstance(claims, dict):
+        if not isinstance(claims, Mapping):
             raise _Reject("claims: no CWT claims in the protected header")
         iss, iat, cti_raw = claims.get(1), claims.get(6), claims.get(7)
         if iss != key.pole_id:

@@ -1,0 +1,34 @@
+"""Small builders shared by tests (not fixtures: plain functions)."""
+
+from __future__ import annotations
+
+import os
+
+from edge import senml
+from edge.cose import Signer, cti_bytes
+from provisioning.trustlist import KeyRecord
+
+NOW = 1_800_000_000
+
+
+def signer(pole_id: str = "nl-ex-0001", seed: bytes | None = None) -> Signer:
+    return Signer(seed or os.urandom(32), pole_id)
+
+
+def keys_for(*signers: Signer, status: str = "active") -> dict:
+    return {s.kid: KeyRecord(s.pole_id, s.public_key, status) for s in signers}
+
+
+def data_payload(pole_id: str = "nl-ex-0001", value: float = 21.5) -> bytes:
+    return senml.encode_pack(
+        [[(senml.BN, pole_id + "/"), (senml.BT, NOW), (0, "t/mean"), (1, "Cel"), (2, value)]]
+    )
+
+
+def message(s: Signer, seq: int, boot: int = 1, payload: bytes | None = None,
+            iat: int = NOW) -> bytes:
+    return s.sign(payload or data_payload(s.pole_id), iat, cti_bytes(boot, seq))
+
+
+def topic(s: Signer, kind: str = "data") -> str:
+    return f"poles/{s.pole_id}/{kind}"
