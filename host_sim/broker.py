@@ -42,7 +42,11 @@ class Mosquitto:
     """A Mosquitto process on 127.0.0.1:<port>; ``stop()``/``start()`` simulate outages."""
 
     def __init__(
-        self, port: int | None = None, extra_config: str = "", workdir: Path | None = None
+        self,
+        port: int | None = None,
+        extra_config: str = "",
+        workdir: Path | None = None,
+        persistent: bool = False,
     ) -> None:
         exe = mosquitto_path()
         if exe is None:
@@ -57,11 +61,14 @@ class Mosquitto:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf = self.dir / "mosquitto.conf"
         self.log = self.dir / "mosquitto.log"
+        persistence = (
+            f"persistence true\npersistence_location {self.dir}/\n"
+            if persistent
+            else "persistence false\n"
+        )
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            "set_tcp_nodelay true\n"
+            "allow_anonymous true\n" + persistence + "set_tcp_nodelay true\n"
             "max_queued_messages 100000\n"
             f"log_dest file {self.log}\n" + extra_config
         )
@@ -73,7 +80,9 @@ class Mosquitto:
 
     def start(self) -> Mosquitto:
         self.proc = subprocess.Popen(
-            [self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            [self.exe, "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             wait_port(self.port)

@@ -17,6 +17,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from provisioning.verifier import Verdict, Verifier
 
@@ -73,6 +75,22 @@ def broker_address(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port or 1883
 
 
+def _client(host: str, port: int, client_id: str | None) -> aiomqtt.Client:
+    if not client_id:
+        return aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5, timeout=10)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 86400
+    return aiomqtt.Client(
+        host,
+        port,
+        identifier=client_id,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        timeout=10,
+        clean_start=False,
+        properties=props,
+    )
+
+
 async def run_receiver(
     url: str,
     verifier: Verifier,
@@ -81,8 +99,14 @@ async def run_receiver(
     store: Store | None = None,
     share_group: str | None = None,
     ready: asyncio.Event | None = None,
+    client_id: str | None = None,
 ) -> None:
-    """Verify everything under the prefix until ``stop``; reconnects on broker loss."""
+    """Verify everything under the prefix until ``stop``; reconnects on broker loss.
+
+    With a ``client_id`` the subscription is a persistent MQTT session (clean start
+    off, one-day expiry): messages published while the verifier is away are kept by
+    the broker and delivered when it returns.
+    """
     host, port = broker_address(url)
     topic = f"{verifier.topic_prefix}/+/+"
     if share_group:

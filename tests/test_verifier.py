@@ -1,4 +1,4 @@
-"""The verifier accepts authentic fresh messages once and rejects everything else, never crashing."""
+"""The verifier accepts authentic fresh messages once, rejects the rest, never crashes."""
 
 import cbor2
 from hypothesis import given
@@ -82,11 +82,13 @@ def test_stale_death_with_current_bdseq_accepted():
     ver = fresh(window=2)
     death = S.sign(
         senml.encode_pack([[(senml.BN, S.pole_id + "/"), (0, "bdSeq"), (2, 7)]]),
-        NOW, cti_bytes(1, 1),
+        NOW,
+        cti_bytes(1, 1),
     )
     birth = S.sign(
         senml.encode_pack([[(senml.BN, S.pole_id + "/"), (0, "bdSeq"), (2, 7)]]),
-        NOW, cti_bytes(1, 2),
+        NOW,
+        cti_bytes(1, 2),
     )
     assert ver.check(topic(S, "birth"), birth).accepted
     for i in range(3, 8):

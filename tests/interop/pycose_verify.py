@@ -27,7 +27,8 @@ def resolve(pack):
 
 
 def main():
-    trust = json.load(open(sys.argv[1]))
+    with open(sys.argv[1]) as f:
+        trust = json.load(f)
     keys = {
         bytes.fromhex(k["kid"]): (k["pole_id"], bytes.fromhex(k["public_key"]))
         for k in trust["keys"]

@@ -1,0 +1,104 @@
+"""Running simulated poles and a verifier against a real broker, for integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from host_sim.pole import SimPole
+from provisioning.receiver import Store, run_receiver
+from provisioning.trustlist import TrustList, load_keys
+from provisioning.verifier import Verdict, Verifier
+
+
+class Fixed:
+    """A world where nothing changes: sensors see constant values (for exact checks)."""
+
+    CLIMATE = {"temperature": 18.25, "humidity": 61.5, "pressure": 101_210.0}
+    AIR = {"pm2_5": 12.3, "pm10": 45.6}
+
+    def climate(self) -> dict[str, float]:
+        return dict(self.CLIMATE)
+
+    def air(self) -> dict[str, float]:
+        return dict(self.AIR)
+
+
+class Harness:
+    """N poles + a verifier with a persistent session, all in one event loop."""
+
+    def __init__(
+        self, work: Path, broker_url: str, n: int = 2, window_s: int = 1, world=None
+    ) -> None:
+        self.work = work
+        self.broker_url = broker_url
+        trust = TrustList(work / "trust.sqlite")
+        self.poles = []
+        for i in range(n):
+            pid = f"nl-test-{i + 1:04d}"
+            sp = SimPole(
+                pid, work / pid, broker_url, world or Fixed(), window_s=window_s, health_s=2
+            )
+            trust.add(pid, sp.identity.public_key)
+            self.poles.append(sp)
+        trust.export_file(work / "trust.json")
+        trust.close()
+        self.verifier = Verifier(load_keys(work / "trust.json"))
+        self.store = Store(work / "received.sqlite")
+        self.verdicts: list[tuple[str, Verdict]] = []
+        self.raw: list[tuple[str, bytes]] = []
+        self._stop_recv = asyncio.Event()
+        self._stop_poles = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    def _on(self, topic: str, v: Verdict) -> None:
+        self.verdicts.append((topic, v))
+
+    async def start(self) -> None:
+        ready = asyncio.Event()
+        orig = self.verifier.check
+
+        def capture(topic: str, payload: bytes) -> Verdict:
+            self.raw.append((topic, payload))
+            return orig(topic, payload)
+
+        self.verifier.check = capture  # type: ignore[method-assign]
+        self._recv = asyncio.create_task(
+            run_receiver(
+                self.broker_url,
+                self.verifier,
+                self._on,
+                self._stop_recv,
+                store=self.store,
+                ready=ready,
+                client_id="test-verifier",
+            )
+        )
+        await asyncio.wait_for(ready.wait(), 15)
+        self._tasks = [asyncio.create_task(p.run(self._stop_poles)) for p in self.poles]
+
+    async def stop_poles(self) -> None:
+        self._stop_poles.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def stop(self, settle: float = 1.0) -> None:
+        if not self._stop_poles.is_set():
+            await self.stop_poles()
+        await asyncio.sleep(settle)
+        self._stop_recv.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self._recv, 10)
+        self.store.close()
+
+    def accepted(self, pole_id: str | None = None, kind: str | None = None) -> list[Verdict]:
+        return [
+            v
+            for _, v in self.verdicts
+            if v.status == "accepted"
+            and (pole_id is None or v.pole_id == pole_id)
+            and (kind is None or v.kind == kind)
+        ]
+
+    def rejected(self) -> list[Verdict]:
+        return [v for _, v in self.verdicts if v.status == "rejected"]
