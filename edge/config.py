@@ -88,6 +88,8 @@ class PoleConfig:
             raise ConfigError("window_s must be between 1 and 86400 seconds")
         self.health_s = int(d.get("health_s", max(self.window_s, 10)))
         self.board = d.get("board")
+        # e.g. /run/systemd/timesync/synchronized: required as well as a plausible date
+        self.clock_sync_file = d.get("clock_sync_file")
         self.spool_max_bytes = int(d.get("spool_max_bytes", 64 * 1024 * 1024))
         self.mqtt = MqttConfig(d.get("mqtt", {}))
         sensors = d.get("sensors")

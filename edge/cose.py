@@ -60,24 +60,31 @@ class Signer:
         self.public_key, self._secret = crypto_sign_seed_keypair(seed)
         self.kid = kid_for(self.public_key)
         self.pole_id = pole_id
-        # Protected header minus the last two CWT claims (iat, cti), which vary.
-        self._prot_head = (
+        self.content_format = content_format
+        # Protected header up to the varying claims; iat is left out (2 claims instead of
+        # 3) when there is no valid clock, rather than inventing a time.
+        self._prot_head = self._header_prefix(3) + cbor.encode_int(CWT_IAT)
+        self._prot_head_no_iat = self._header_prefix(2)
+        self._cti_label = cbor.encode_int(CWT_CTI) + b"\x48"  # 8-byte bstr follows
+
+    def _header_prefix(self, n_claims: int) -> bytes:
+        return (
             cbor.head(5, 4)
             + cbor.encode_int(HDR_ALG)
             + cbor.encode_int(ALG_EDDSA)
             + cbor.encode_int(HDR_CONTENT_TYPE)
-            + cbor.encode_int(content_format)
+            + cbor.encode_int(self.content_format)
             + cbor.encode_int(HDR_KID)
             + cbor.encode_bytes(self.kid)
             + cbor.encode_int(HDR_CWT_CLAIMS)
-            + cbor.head(5, 3)
+            + cbor.head(5, n_claims)
             + cbor.encode_int(CWT_ISS)
-            + cbor.encode_text(pole_id)
-            + cbor.encode_int(CWT_IAT)
+            + cbor.encode_text(self.pole_id)
         )
-        self._cti_label = cbor.encode_int(CWT_CTI) + b"\x48"  # 8-byte bstr follows
 
-    def protected(self, iat: int, cti: bytes) -> bytes:
+    def protected(self, iat: int | None, cti: bytes) -> bytes:
+        if iat is None:
+            return self._prot_head_no_iat + self._cti_label + cti
         return self._prot_head + cbor.encode_int(iat) + self._cti_label + cti
 
     def sig_structure(self, protected: bytes, payload: bytes) -> bytes:
@@ -91,8 +98,8 @@ class Signer:
             + payload
         )
 
-    def sign(self, payload: bytes, iat: int, cti: bytes) -> bytes:
-        """A complete, tagged COSE_Sign1 message."""
+    def sign(self, payload: bytes, iat: int | None, cti: bytes) -> bytes:
+        """A complete, tagged COSE_Sign1 message (``iat`` None when the clock is not valid)."""
         protected = self.protected(iat, cti)
         prot_bstr = cbor.encode_bytes(protected)
         payload_head = cbor.head(2, len(payload))

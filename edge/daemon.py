@@ -12,11 +12,11 @@ import contextlib
 import logging
 import signal
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from edge import __version__, senml
+from edge.clock import Clock
 from edge.config import ConfigError, PoleConfig, SensorConfig, load_config
 from edge.cose import Signer
 from edge.descriptors import DescriptorError, SensorDescriptor, load_sensor
@@ -55,15 +55,18 @@ class Pole:
         self,
         config: PoleConfig,
         open_bus: BusFactory = linux_bus,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
-        self.clock = clock
+        self.time = clock or Clock(sync_file=config.clock_sync_file)
+        self.clock = self.time.wall
         self.health = Health()
         state = config.state_dir
         self.identity = load_identity(state, config.pole_id)
         self.signer = Signer(self.identity.seed, config.pole_id)
-        self.spool = Spool(state / "spool.sqlite", max_bytes=config.spool_max_bytes, clock=clock)
+        self.spool = Spool(
+            state / "spool.sqlite", max_bytes=config.spool_max_bytes, clock=self.time.wall
+        )
         if self.spool.recovered_corrupt:
             self.health.raise_alarm("spool_recovered", "corrupt spool moved aside")
         self.outbox = Outbox(
@@ -72,7 +75,7 @@ class Pole:
             self.spool,
             self.health,
             config.mqtt.topic_prefix,
-            clock=clock,
+            clock=self.time,
         )
         self.publisher = Publisher(
             config.mqtt,
@@ -82,7 +85,7 @@ class Pole:
             self._death_payload,
             self.health,
         )
-        self.window = Window(window_start(clock(), config.window_s), config.window_s)
+        self.window = Window(window_start(self.clock(), config.window_s), config.window_s)
         self.runners: list[SensorRunner] = []
         series = []
         for sc in config.sensors:
@@ -117,12 +120,16 @@ class Pole:
 
         return make
 
+    def _base(self) -> list[tuple[int, object]]:
+        """bn and bt for a pack: bt is the wall time, or 0 ("now") if the clock is not valid."""
+        bt = int(self.clock()) if self.time.valid() else 0
+        return [(senml.BN, self.config.pole_id + "/"), (senml.BT, bt)]
+
     def _birth_payload(self, bdseq: int) -> bytes:
-        base = self.config.pole_id + "/"
         sensors = ",".join(f"{r.name}:{r.desc.model}" for r in self.runners)
         return senml.encode_pack(
             [
-                [(senml.BN, base), (senml.BT, int(self.clock())), (0, "bdSeq"), (2, bdseq)],
+                [*self._base(), (0, "bdSeq"), (2, bdseq)],
                 [(0, "boot"), (2, self.outbox.boot)],
                 [(0, "software"), (3, "lightpole-edge " + __version__)],
                 [(0, "sensors"), (3, sensors)],
@@ -131,42 +138,50 @@ class Pole:
         )
 
     def _death_payload(self, bdseq: int) -> bytes:
-        return senml.encode_pack(
-            [
-                [
-                    (senml.BN, self.config.pole_id + "/"),
-                    (senml.BT, int(self.clock())),
-                    (0, "bdSeq"),
-                    (2, bdseq),
-                ],
-            ]
-        )
+        return senml.encode_pack([[*self._base(), (0, "bdSeq"), (2, bdseq)]])
 
     def _health_payload(self) -> bytes:
+        """Counters, sensor states and alarms, plus time/uptime and time/valid: with a valid
+        clock this pairs wall time (bt) with uptime, which places earlier unsynced packs
+        of the same boot on the time axis."""
         h = self.health
         h.counters["spool_depth"] = self.spool.depth()
         h.counters["spool_dropped"] = self.spool.dropped
         h.counters["published"] = self.publisher.published
-        first = [(senml.BN, self.config.pole_id + "/"), (senml.BT, int(self.clock()))]
-        records = h.records()
-        if records:
-            records[0] = first + records[0]
-        else:
-            records = [first + [(0, "uptime"), (1, "s"), (2, 0)]]
+        h.counters["replayed"] = self.publisher.replayed
+        records = [
+            [*self._base(), (0, "time/uptime"), (1, "s"), (2, round(self.time.uptime(), 3))],
+            [(0, "time/valid"), (4, self.time.valid())],
+            *h.records(),
+        ]
         return senml.encode_pack(records)
 
     def close_window(self) -> bytes:
         """Close the current window, open the next, and post the closed one's pack."""
         closed = self.window
-        self.window = Window(closed.end, closed.length)
-        payload = self.encoder.encode(closed, closed.end)
+        now = self.clock()
+        length = closed.length
+        # After a clock jump (NTP sync after a power cut) start at the current window
+        # instead of replaying every window in between.
+        start = closed.end if now < closed.end + length else window_start(now, length)
+        self.window = Window(start, length)
+        if self.time.valid():
+            payload = self.encoder.encode(closed, closed.end)
+        else:
+            payload = self.encoder.encode(closed, 0, uptime=round(self.time.uptime(), 3))
         self.windows_sent += 1
         return self.outbox.post("data", payload)
 
     async def _windows(self) -> None:
+        length = self.config.window_s
         while True:
-            await asyncio.sleep(max(0.0, self.window.end - self.clock()))
-            self.close_window()
+            wait = self.window.end - self.clock()
+            if wait > length:  # the clock went backwards: realign, keep the statistics
+                self.window.start = window_start(self.clock(), length)
+                continue
+            await asyncio.sleep(max(0.0, min(wait, length)))
+            if self.clock() >= self.window.end:
+                self.close_window()
 
     async def _health(self) -> None:
         while True:

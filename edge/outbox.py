@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
 from collections import deque
 
+from edge.clock import Clock
 from edge.cose import Signer, cti_bytes
 from edge.health import Health
 from edge.spool import Spool
@@ -31,7 +31,7 @@ class Outbox:
         spool: Spool,
         health: Health,
         topic_prefix: str,
-        clock=time.time,
+        clock: Clock | None = None,
         ram_limit: int = 1000,
     ) -> None:
         self.signer = signer
@@ -40,7 +40,7 @@ class Outbox:
         self.seq = 0
         self.spool = spool
         self.health = health
-        self.clock = clock
+        self.clock = clock or Clock()
         self.base_topic = f"{topic_prefix}/{signer.pole_id}"
         self.ram: deque[tuple[str, bytes, bool, str]] = deque(maxlen=ram_limit)
         self.wakeup = asyncio.Event()
@@ -54,7 +54,8 @@ class Outbox:
         if self.seq > 0xFFFFFFFF:  # a new boot epoch rather than wrap around
             self.boot = self.boot_counter.advance()
             self.seq = 1
-        return self.signer.sign(payload, int(self.clock()), cti_bytes(self.boot, self.seq))
+        iat = int(self.clock.wall()) if self.clock.valid() else None
+        return self.signer.sign(payload, iat, cti_bytes(self.boot, self.seq))
 
     def post(self, kind: str, payload: bytes, retain: bool = False) -> bytes:
         """Seal, store durably, and wake the publisher. Returns the signed message."""

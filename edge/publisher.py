@@ -59,7 +59,10 @@ class Publisher:
         self.connected = asyncio.Event()
         self.published = 0
         self._stopping = False
+        self.replayed = 0
         self._pub_props = _props(PacketTypes.PUBLISH)
+        self._replay_props = _props(PacketTypes.PUBLISH)
+        self._replay_props.UserProperty = [("replay", "1")]
 
     def _tls(self) -> ssl.SSLContext | None:
         if not self.cfg.tls:
@@ -143,16 +146,30 @@ class Publisher:
             backoff = min(backoff * 2, 30.0)
 
     async def _send(
-        self, client: aiomqtt.Client, msg_id: int, topic: str, payload: bytes, retain: bool
+        self, client: aiomqtt.Client, row: tuple[int, str, bytes, bool, str], replay: bool
     ) -> None:
-        await client.publish(
-            topic, payload, qos=1, retain=retain, properties=self._pub_props, timeout=30
-        )
+        msg_id, topic, payload, retain, _kind = row
+        props = self._replay_props if replay else self._pub_props
+        await client.publish(topic, payload, qos=1, retain=retain, properties=props, timeout=30)
         self.outbox.spool.ack(msg_id)
         self.published += 1
+        if replay:
+            self.replayed += 1
 
     async def _drain(self, client: aiomqtt.Client) -> None:
+        """Send live messages first, the backlog in between, each oldest first.
+
+        Live = sealed after this connection was made; backlog = sealed before (during
+        an outage or before a power cut). Every round sends up to BATCH live messages
+        and then up to BATCH backlog messages, so a long backlog never holds live data
+        back by more than one batch, and the backlog still drains at full speed.
+        Backlog messages carry the MQTT user property ``replay=1`` (a hint; the signed
+        iat and bt say when they were sealed and measured).
+        """
         outbox = self.outbox
+        spool = outbox.spool
+        live_from = spool.last_id()
+        backlog_after = 0
         while not self._stopping:
             while outbox.ram:
                 topic, payload, retain, _kind = outbox.ram[0]
@@ -161,9 +178,15 @@ class Publisher:
                 )
                 outbox.ram.popleft()
                 self.published += 1
-            rows = outbox.spool.pending(BATCH)
-            if rows:
-                await asyncio.gather(*(self._send(client, r[0], r[1], r[2], r[3]) for r in rows))
+            live = spool.pending(BATCH, after_id=live_from)
+            backlog = spool.pending(BATCH, after_id=backlog_after, upto_id=live_from)
+            if backlog:
+                backlog_after = backlog[-1][0]
+            if live or backlog:
+                await asyncio.gather(
+                    *(self._send(client, r, False) for r in live),
+                    *(self._send(client, r, True) for r in backlog),
+                )
                 continue
             outbox.wakeup.clear()
             try:

@@ -109,9 +109,11 @@ class WindowPackEncoder:
         self._first_head = cbor.head(5, 5) + bn + cbor.encode_int(BT)
         self._first_tail = _LABEL_N + cbor.encode_text("window") + _LABEL_U + cbor.encode_text("s")
         self._first_tail += _LABEL_V
+        self._uptime_prefix = record_prefix("uptime", "s")
 
-    def encode(self, window, base_time):
-        """One pack: ``base_time`` is the window end (absolute, or relative when unsynced).
+    def encode(self, window, base_time, uptime=None):
+        """One pack: ``base_time`` is the window end (absolute, or 0 = "now" when the clock
+        is not valid, in which case ``uptime`` (s since start) is added for later correction).
 
         Hot path (once per window per pole): locals only, one ``struct`` call per value.
         Min and max are sample values already at the sensor's resolution; only the
@@ -128,6 +130,10 @@ class WindowPackEncoder:
         ]
         append = chunks.append
         records = 1
+        if uptime is not None:
+            append(self._uptime_prefix)
+            append(encode_value(uptime))
+            records += 1
         stats = window.series
         for s in self.series:
             st = stats.get(s.key)

@@ -15,6 +15,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from edge.clock import VALID_AFTER
+
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
@@ -99,8 +101,14 @@ class Spool:
 
     def _trim(self) -> None:
         """Drop the oldest messages until under the byte bound, and any past the age bound."""
-        cutoff = self.clock() - self.max_age_s
-        n = self.db.execute("DELETE FROM spool WHERE created < ?", (cutoff,)).rowcount
+        now = self.clock()
+        n = 0
+        if now >= VALID_AFTER:  # age means nothing while the clock is not set
+            # Rows written before the clock was set carry no usable age: bytes bound only.
+            n = self.db.execute(
+                "DELETE FROM spool WHERE created < ? AND created >= ?",
+                (now - self.max_age_s, VALID_AFTER),
+            ).rowcount
         if n:
             self._bytes = self._sum_bytes()
         while self._bytes > self.max_bytes:
@@ -117,12 +125,16 @@ class Spool:
             log.warning("spool over its bound: dropped %d oldest messages", n)
 
     def pending(
-        self, limit: int = 100, after_id: int = 0
+        self, limit: int = 100, after_id: int = 0, upto_id: int | None = None
     ) -> list[tuple[int, str, bytes, bool, str]]:
-        """Oldest unsent messages with id > after_id: (id, topic, payload, retain, kind)."""
+        """Oldest unsent messages with after_id < id <= upto_id.
+
+        Rows are (id, topic, payload, retain, kind).
+        """
         rows = self.db.execute(
-            "SELECT id, topic, payload, retain, kind FROM spool WHERE id > ? ORDER BY id LIMIT ?",
-            (after_id, limit),
+            "SELECT id, topic, payload, retain, kind FROM spool WHERE id > ? AND id <= ? "
+            "ORDER BY id LIMIT ?",
+            (after_id, upto_id if upto_id is not None else 2**62, limit),
         ).fetchall()
         return [(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
 
@@ -132,6 +144,11 @@ class Spool:
         got = row.fetchone()
         if got:
             self._bytes -= got[0]
+
+    def last_id(self) -> int:
+        """The newest id handed out so far (0 for an empty spool)."""
+        row = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM spool").fetchone()
+        return row[0]
 
     def depth(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM spool").fetchone()[0]

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+from edge.clock import Clock
 from edge.config import PoleConfig, SensorConfig
 from edge.daemon import Pole, linux_bus
 from edge.descriptors import SensorDescriptor
@@ -42,7 +41,7 @@ class SimPole:
         world: PoleWorld,
         window_s: int = 5,
         health_s: int | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         topic_prefix: str = "poles",
     ) -> None:
         self.pole_id = pole_id

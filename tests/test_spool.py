@@ -26,7 +26,7 @@ def test_bounded_by_bytes_drops_oldest_first(tmp_path):
 
 
 def test_bounded_by_age(tmp_path):
-    now = [1000.0]
+    now = [1_800_000_000.0]
     sp = Spool(tmp_path / "s.sqlite", max_bytes=250, max_age_s=60, clock=lambda: now[0])
     sp.put("t", b"a" * 100, "data")
     now[0] += 120

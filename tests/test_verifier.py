@@ -109,3 +109,10 @@ def test_any_bit_flip_is_rejected(pos, bit):
     bad[pos % len(bad)] ^= 1 << bit
     v = fresh().check(topic(S), bytes(bad))
     assert v.status == "rejected", v
+
+
+def test_message_without_iat_is_accepted_with_relative_time():
+    """A pole without a valid clock leaves iat out and uses SenML relative time."""
+    payload = senml.encode_pack([[(senml.BN, S.pole_id + "/"), (senml.BT, 0), (0, "x"), (2, 1)]])
+    v = fresh(max_skew_s=300).check(topic(S), S.sign(payload, None, cti_bytes(1, 1)))
+    assert v.accepted and v.iat is None and v.records[0].time == 0
