@@ -64,6 +64,18 @@ class Publisher:
         self._replay_props = _props(PacketTypes.PUBLISH)
         self._replay_props.UserProperty = [("replay", "1")]
 
+    def _next_bdseq(self) -> int:
+        """Persist the next bdSeq; if the medium refuses, go on in RAM and raise an alarm
+        (a repeated bdSeq after a later reboot is far less harmful than a silent pole)."""
+        try:
+            value = self.bdseq.advance()
+        except OSError as exc:
+            self.health.count("state_write_errors")
+            self.health.raise_alarm("state_unwritable", str(exc))
+            return self.bdseq.value
+        self.health.clear_alarm("state_unwritable")
+        return value
+
     def _tls(self) -> ssl.SSLContext | None:
         if not self.cfg.tls:
             return None
@@ -100,7 +112,7 @@ class Publisher:
         backoff = 1.0
         down_logged = False
         while not self._stopping:
-            bdseq = self.bdseq.advance()
+            bdseq = self._next_bdseq()
             try:
                 async with self._client(bdseq) as client:
                     self.connected.set()

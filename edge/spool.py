@@ -49,6 +49,7 @@ class Spool:
         self.write_errors = 0
         self.recovered_corrupt = 0
         self._bytes = 0
+        self._acked: set[int] = set()
         self.db = self._open()
 
     def _connect(self) -> sqlite3.Connection:
@@ -136,14 +137,31 @@ class Spool:
             "ORDER BY id LIMIT ?",
             (after_id, upto_id if upto_id is not None else 2**62, limit),
         ).fetchall()
-        return [(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
+        acked = self._acked
+        return [(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows if r[0] not in acked]
 
     def ack(self, msg_id: int) -> None:
-        """The broker acknowledged it: forget it."""
-        row = self.db.execute("DELETE FROM spool WHERE id = ? RETURNING LENGTH(payload)", (msg_id,))
-        got = row.fetchone()
-        if got:
-            self._bytes -= got[0]
+        """The broker acknowledged it: forget it.
+
+        If the medium refuses the delete (full or read-only), the id is remembered in
+        RAM so it is not sent again in this run; the delete is retried later. After a
+        restart it would be sent once more, which receivers recognise as a duplicate.
+        """
+        self._acked.add(msg_id)
+        self._flush_acks()
+
+    def _flush_acks(self) -> None:
+        for msg_id in list(self._acked):
+            try:
+                got = self.db.execute(
+                    "DELETE FROM spool WHERE id = ? RETURNING LENGTH(payload)", (msg_id,)
+                ).fetchone()
+            except sqlite3.Error:
+                self.write_errors += 1
+                return
+            self._acked.discard(msg_id)
+            if got:
+                self._bytes -= got[0]
 
     def last_id(self) -> int:
         """The newest id handed out so far (0 for an empty spool)."""

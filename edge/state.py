@@ -139,6 +139,8 @@ class PersistentCounter:
             ) from None
 
     def advance(self) -> int:
+        """The next value, on disk before it is returned. On a write error (OSError) the
+        value is still consumed in RAM, so this process never hands it out twice."""
         self.value += 1
         atomic_write(self.path, f"{self.value}\n".encode())
         return self.value
