@@ -92,13 +92,21 @@ def main() -> int:
         separators=(",", ":"),
     ).encode()
     print("encode-and-sign benchmark (one core, demo pole window: 5 series, 21 records)")
-    print(f"  pipeline (window -> SenML-CBOR -> COSE_Sign1): {p:10.0f} msg/s  {1e6 / p:6.1f} us/msg")
-    print(f"  bare Ed25519 over the same Sig_structure:      {b:10.0f} sig/s  {1e6 / b:6.1f} us/sig")
-    print(f"  cost ratio pipeline/bare: best {ratio:.2f}x, median of 3 {med_ratio:.2f}x "
-          "(target <= 1.5x)")
-    print(f"  signed COSE message: {len(message)} B; SenML-CBOR payload {len(payload)} B; "
-          f"unsigned SenML-JSON of the same records: {len(as_json)} B "
-          f"({len(message) / len(as_json):.2f}x)")
+    print(
+        f"  pipeline (window -> SenML-CBOR -> COSE_Sign1): {p:10.0f} msg/s  {1e6 / p:6.1f} us/msg"
+    )
+    print(
+        f"  bare Ed25519 over the same Sig_structure:      {b:10.0f} sig/s  {1e6 / b:6.1f} us/sig"
+    )
+    print(
+        f"  cost ratio pipeline/bare: best {ratio:.2f}x, median of 3 {med_ratio:.2f}x "
+        "(target <= 1.5x)"
+    )
+    print(
+        f"  signed COSE message: {len(message)} B; SenML-CBOR payload {len(payload)} B; "
+        f"unsigned SenML-JSON of the same records: {len(as_json)} B "
+        f"({len(message) / len(as_json):.2f}x)"
+    )
     ok = med_ratio <= 1.5 and len(message) < len(as_json)
     print("  targets met" if ok else "  TARGET MISSED")
     return 0 if ok else 1

@@ -94,7 +94,7 @@ class Publisher:
             properties=_props(PacketTypes.WILLMESSAGE, self.cfg.will_delay_s),
         )
         self._death = death
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self.cfg.host,
             self.cfg.port,
             username=self.cfg.username,
@@ -107,6 +107,9 @@ class Publisher:
             tls_context=self._tls(),
             max_concurrent_outgoing_calls=BATCH * 2,
         )
+        # aiomqtt warns on every publish beyond 10 in flight; we keep a batch in flight.
+        client.pending_calls_threshold = BATCH * 2 + 8
+        return client
 
     async def run(self) -> None:
         backoff = 1.0
@@ -157,16 +160,27 @@ class Publisher:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
 
-    async def _send(
-        self, client: aiomqtt.Client, row: tuple[int, str, bytes, bool, str], replay: bool
+    async def _send_batch(
+        self, client: aiomqtt.Client, rows: list[tuple[int, str, bytes, bool, str]], replay: bool
     ) -> None:
-        msg_id, topic, payload, retain, _kind = row
+        """Publish concurrently (QoS 1), then delete what the broker acknowledged in one go."""
         props = self._replay_props if replay else self._pub_props
-        await client.publish(topic, payload, qos=1, retain=retain, properties=props, timeout=30)
-        self.outbox.spool.ack(msg_id)
-        self.published += 1
-        if replay:
-            self.replayed += 1
+        results = await asyncio.gather(
+            *(
+                client.publish(topic, payload, qos=1, retain=retain, properties=props, timeout=30)
+                for _id, topic, payload, retain, _kind in rows
+            ),
+            return_exceptions=True,
+        )
+        done = [row[0] for row, r in zip(rows, results, strict=True) if r is None]
+        if done:
+            self.outbox.spool.ack(*done)
+            self.published += len(done)
+            if replay:
+                self.replayed += len(done)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         """Send live messages first, the backlog in between, each oldest first.
@@ -194,11 +208,11 @@ class Publisher:
             backlog = spool.pending(BATCH, after_id=backlog_after, upto_id=live_from)
             if backlog:
                 backlog_after = backlog[-1][0]
+            if live:
+                await self._send_batch(client, live, replay=False)
+            if backlog:
+                await self._send_batch(client, backlog, replay=True)
             if live or backlog:
-                await asyncio.gather(
-                    *(self._send(client, r, False) for r in live),
-                    *(self._send(client, r, True) for r in backlog),
-                )
                 continue
             outbox.wakeup.clear()
             try:

@@ -140,28 +140,33 @@ class Spool:
         acked = self._acked
         return [(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows if r[0] not in acked]
 
-    def ack(self, msg_id: int) -> None:
-        """The broker acknowledged it: forget it.
+    def ack(self, *msg_ids: int) -> None:
+        """The broker acknowledged these: forget them, in one transaction (one fsync).
 
-        If the medium refuses the delete (full or read-only), the id is remembered in
-        RAM so it is not sent again in this run; the delete is retried later. After a
-        restart it would be sent once more, which receivers recognise as a duplicate.
+        If the medium refuses the delete (full or read-only), the ids are remembered in
+        RAM so they are not sent again in this run; the delete is retried with the next
+        ack. After a restart they would be sent once more, which receivers recognise as
+        duplicates.
         """
-        self._acked.add(msg_id)
-        self._flush_acks()
-
-    def _flush_acks(self) -> None:
-        for msg_id in list(self._acked):
-            try:
-                got = self.db.execute(
-                    "DELETE FROM spool WHERE id = ? RETURNING LENGTH(payload)", (msg_id,)
-                ).fetchone()
-            except sqlite3.Error:
-                self.write_errors += 1
-                return
-            self._acked.discard(msg_id)
-            if got:
-                self._bytes -= got[0]
+        self._acked.update(msg_ids)
+        ids = list(self._acked)
+        try:
+            with self.db:
+                self.db.execute("BEGIN")
+                freed = 0
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i : i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    rows = self.db.execute(
+                        f"DELETE FROM spool WHERE id IN ({marks}) RETURNING LENGTH(payload)",
+                        chunk,
+                    ).fetchall()
+                    freed += sum(r[0] for r in rows)
+        except sqlite3.Error:
+            self.write_errors += 1
+            return
+        self._acked.clear()
+        self._bytes -= freed
 
     def last_id(self) -> int:
         """The newest id handed out so far (0 for an empty spool)."""

@@ -117,6 +117,27 @@ async def _run_demo(args: argparse.Namespace, work: Path, broker_url: str) -> in
     return 0 if c["accepted"] > 0 and rejected == 0 else 1
 
 
+async def run_one_pole(args: argparse.Namespace) -> int:
+    """One simulated pole in this process until SIGINT/SIGTERM (for crash tests and fleets)."""
+    world = World(seed=args.seed)
+    sp = SimPole(
+        args.pole_id,
+        args.state_dir,
+        args.broker,
+        world.pole(args.index),
+        window_s=args.window,
+        health_s=args.health,
+        topic_prefix=args.prefix,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"{sp.pole_id} running (kid {sp.identity.kid.hex()}), broker {args.broker}", flush=True)
+    await sp.run(stop)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="pole-sim", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -134,12 +155,24 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--seed", type=int, default=1, help="world seed (default 1)")
     d.add_argument("--prefix", default="poles", help="topic prefix (default poles)")
     d.add_argument("--log-level", default="WARNING")
+    p = sub.add_parser("pole", help="run one simulated pole (the real daemon) until stopped")
+    p.add_argument("--pole-id", required=True)
+    p.add_argument("--state-dir", type=Path, required=True, help="key, counters and spool")
+    p.add_argument("--broker", required=True, help="mqtt://HOST:PORT")
+    p.add_argument("--window", type=int, default=5, help="aggregation window, s (default 5)")
+    p.add_argument("--health", type=int, default=None, help="health interval, s")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--index", type=int, default=0, help="which pole of the world (default 0)")
+    p.add_argument("--prefix", default="poles")
+    p.add_argument("--log-level", default="WARNING")
     args = ap.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.cmd == "demo":
         return asyncio.run(demo(args))
+    if args.cmd == "pole":
+        return asyncio.run(run_one_pole(args))
     return 2
 
 

@@ -29,7 +29,13 @@ class Harness:
     """N poles + a verifier with a persistent session, all in one event loop."""
 
     def __init__(
-        self, work: Path, broker_url: str, n: int = 2, window_s: int = 1, world=None
+        self,
+        work: Path,
+        broker_url: str,
+        n: int = 2,
+        window_s: int = 1,
+        world=None,
+        state_root: Path | None = None,
     ) -> None:
         self.work = work
         self.broker_url = broker_url
@@ -38,7 +44,12 @@ class Harness:
         for i in range(n):
             pid = f"nl-test-{i + 1:04d}"
             sp = SimPole(
-                pid, work / pid, broker_url, world or Fixed(), window_s=window_s, health_s=2
+                pid,
+                (state_root or work) / pid,
+                broker_url,
+                world or Fixed(),
+                window_s=window_s,
+                health_s=2,
             )
             trust.add(pid, sp.identity.public_key)
             self.poles.append(sp)
@@ -102,3 +113,79 @@ class Harness:
 
     def rejected(self) -> list[Verdict]:
         return [v for _, v in self.verdicts if v.status == "rejected"]
+
+
+class Receiver:
+    """Just the verifier side, with a persistent session and raw capture."""
+
+    def __init__(self, work: Path, broker_url: str) -> None:
+        self.verifier = Verifier(load_keys(work / "trust.json"))
+        self.store = Store(work / "received.sqlite")
+        self.broker_url = broker_url
+        self.verdicts: list[tuple[str, Verdict]] = []
+        self.raw: list[tuple[str, bytes]] = []
+        self._stop = asyncio.Event()
+        orig = self.verifier.check
+
+        def capture(topic: str, payload: bytes) -> Verdict:
+            self.raw.append((topic, payload))
+            return orig(topic, payload)
+
+        self.verifier.check = capture  # type: ignore[method-assign]
+
+    async def start(self) -> None:
+        ready = asyncio.Event()
+        self._task = asyncio.create_task(
+            run_receiver(
+                self.broker_url,
+                self.verifier,
+                lambda t, v: self.verdicts.append((t, v)),
+                self._stop,
+                store=self.store,
+                ready=ready,
+                client_id="test-receiver",
+            )
+        )
+        await asyncio.wait_for(ready.wait(), 15)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(self._task, 10)
+        self.store.close()
+
+    def ctis(self, kind: str | None = None, statuses=("accepted", "duplicate")) -> set[int]:
+        return {
+            v.cti
+            for _, v in self.verdicts
+            if v.status in statuses and (kind is None or v.kind == kind)
+        }
+
+
+def register(work: Path, *pole_ids: str) -> None:
+    """Create each pole's identity in work/<pole_id> and export the trust list."""
+    from edge.state import create_identity
+
+    trust = TrustList(work / "trust.sqlite")
+    for pid in pole_ids:
+        ident = create_identity(work / pid, pid)
+        trust.add(pid, ident.public_key)
+    trust.export_file(work / "trust.json")
+    trust.close()
+
+
+def spooled_ctis(spool_path: Path) -> dict[int, bytes]:
+    """cti -> payload of every message in a spool file (read-only, as a second reader)."""
+    import sqlite3
+
+    import cbor2
+
+    out = {}
+    db = sqlite3.connect(f"file:{spool_path}?mode=ro", uri=True)
+    try:
+        for (payload,) in db.execute("SELECT payload FROM spool"):
+            prot = cbor2.loads(cbor2.loads(payload).value[0])
+            out[int.from_bytes(prot[15][7], "big")] = payload
+    finally:
+        db.close()
+    return out
