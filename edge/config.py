@@ -60,6 +60,8 @@ class MqttConfig:
         self.port = parts.port or (8883 if self.tls else 1883)
         self.username = d.get("username") or parts.username
         self.password = d.get("password") or parts.password
+        # Keep the secret out of the TOML: a 0600 file written by 'pole-admin broker add-pole'.
+        self.password_file = d.get("password_file")
         self.ca_file = d.get("ca_file")
         self.cert_file = d.get("cert_file")
         self.key_file = d.get("key_file")

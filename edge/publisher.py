@@ -84,6 +84,12 @@ class Publisher:
             ctx.load_cert_chain(self.cfg.cert_file, self.cfg.key_file)
         return ctx
 
+    def _password(self) -> str | None:
+        if self.cfg.password_file:
+            with open(self.cfg.password_file) as f:
+                return f.read().strip()
+        return self.cfg.password
+
     def _client(self, bdseq: int) -> aiomqtt.Client:
         death = self.outbox.seal(self.death_payload(bdseq))
         will = aiomqtt.Will(
@@ -98,7 +104,7 @@ class Publisher:
             self.cfg.host,
             self.cfg.port,
             username=self.cfg.username,
-            password=self.cfg.password,
+            password=self._password(),
             identifier=self.outbox.signer.pole_id,
             protocol=aiomqtt.ProtocolVersion.V5,
             will=will,
@@ -141,7 +147,7 @@ class Publisher:
                         properties=self._pub_props,
                         timeout=2,
                     )
-            except aiomqtt.MqttError as exc:
+            except (aiomqtt.MqttError, OSError) as exc:
                 self.health.count("mqtt_errors")
                 if not down_logged:
                     self.health.raise_alarm("broker_unreachable", str(exc))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -67,7 +68,7 @@ class Mosquitto:
             else "persistence false\n"
         )
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
+            self.base_config() + f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n" + persistence + "set_tcp_nodelay true\n"
             "max_queued_messages 100000\n"
             f"log_dest file {self.log}\n" + extra_config
@@ -77,6 +78,14 @@ class Mosquitto:
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
+
+    @staticmethod
+    def base_config() -> str:
+        """Started as root, Mosquitto drops to the 'mosquitto' user and then cannot read
+        the test's files (keys, password file): keep the starting user instead."""
+        if os.geteuid() == 0:
+            return "user root\n"
+        return ""
 
     def start(self) -> Mosquitto:
         self.proc = subprocess.Popen(

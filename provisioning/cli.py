@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from edge.state import PUB_FILE, create_identity, load_identity
+from provisioning.broker_auth import BrokerAuth, write_secret
 from provisioning.trustlist import TrustError, TrustList, load_keys
 
 
@@ -96,8 +97,24 @@ def _trust_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def _broker_add(a: argparse.Namespace) -> int:
+    auth = BrokerAuth(a.dir, topic_prefix=a.prefix)
+    password = auth.add(a.user, reader=a.reader)
+    write_secret(a.password_out, password + "\n")
+    role = "reader of every pole" if a.reader else f"writer of {a.prefix}/{a.user}/#"
+    print(f"{a.user}: {role}; password written to {a.password_out} (mode 0600).")
+    print(f"Reload Mosquitto with these lines in its config:\n{auth.mosquitto_config()}", end="")
+    return 0
+
+
+def _broker_remove(a: argparse.Namespace) -> int:
+    found = BrokerAuth(a.dir, topic_prefix=a.prefix).remove(a.user)
+    print(f"{a.user}: {'removed' if found else 'was not there'}; reload Mosquitto")
+    return 0 if found else 1
+
+
 def _verify(a: argparse.Namespace) -> int:
-    from provisioning.receiver import Store, run_receiver
+    from provisioning.receiver import BrokerLogin, Store, run_receiver
     from provisioning.report import format_verdict
     from provisioning.verifier import Verifier
 
@@ -117,7 +134,18 @@ def _verify(a: argparse.Namespace) -> int:
 
         if a.duration:
             loop.call_later(a.duration, stop.set)
-        await run_receiver(a.broker, verifier, show, stop, store=store, share_group=a.share)
+        password = a.password_file.read_text().strip() if a.password_file else None
+        login = BrokerLogin(a.username, password, str(a.ca_file) if a.ca_file else None)
+        await run_receiver(
+            a.broker,
+            verifier,
+            show,
+            stop,
+            store=store,
+            share_group=a.share,
+            login=login,
+            client_id=a.client_id,
+        )
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(go())
@@ -167,6 +195,26 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--out", type=Path, required=True)
     e.set_defaults(fn=_trust_export)
 
+    b = sub.add_parser("broker", help="Mosquitto credentials and ACLs for poles and verifiers")
+    bsub = b.add_subparsers(dest="sub", required=True)
+    ba = bsub.add_parser("add", help="create or reset a broker user (a pole, or --reader)")
+    ba.add_argument("--dir", type=Path, required=True, help="where passwd and acl live")
+    ba.add_argument("--user", required=True, help="the pole id, or a verifier's name")
+    ba.add_argument("--reader", action="store_true", help="may read every pole's topics")
+    ba.add_argument(
+        "--password-out",
+        type=Path,
+        required=True,
+        help="write the new password here (mode 0600), e.g. the pole's state dir",
+    )
+    ba.add_argument("--prefix", default="poles")
+    ba.set_defaults(fn=_broker_add)
+    br = bsub.add_parser("remove", help="remove a broker user")
+    br.add_argument("--dir", type=Path, required=True)
+    br.add_argument("--user", required=True)
+    br.add_argument("--prefix", default="poles")
+    br.set_defaults(fn=_broker_remove)
+
     v = sub.add_parser("verify", help="subscribe, verify and print what poles publish")
     v.add_argument("--broker", required=True, help="mqtt://HOST:PORT")
     v.add_argument("--trust", type=Path, required=True, help="trust.json or trust SQLite file")
@@ -175,6 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--share", help="shared-subscription group, to run several verifiers")
     v.add_argument("--max-skew", type=float, help="reject iat further than this from now (s)")
     v.add_argument("--duration", type=float, help="stop after this many seconds")
+    v.add_argument("--username", help="broker user (a reader made by 'pole-admin broker add')")
+    v.add_argument("--password-file", type=Path, help="file holding that user's password")
+    v.add_argument("--ca-file", type=Path, help="CA certificate for mqtts:// brokers")
+    v.add_argument(
+        "--client-id",
+        help="persistent session: the broker keeps messages while the verifier is away",
+    )
     v.set_defaults(fn=_verify)
 
     a = ap.parse_args(argv)

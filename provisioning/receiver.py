@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -68,27 +69,42 @@ class Store:
         self.db.close()
 
 
-def broker_address(url: str) -> tuple[str, int]:
+def broker_address(url: str) -> tuple[str, int, bool]:
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError(f"broker URL {url!r}: use mqtt://HOST:PORT")
-    return parts.hostname, parts.port or 1883
+        raise ValueError(f"broker URL {url!r}: use mqtt://HOST:PORT or mqtts://HOST:PORT")
+    tls = parts.scheme == "mqtts"
+    return parts.hostname, parts.port or (8883 if tls else 1883), tls
 
 
-def _client(host: str, port: int, client_id: str | None) -> aiomqtt.Client:
-    if not client_id:
-        return aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5, timeout=10)
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 86400
-    return aiomqtt.Client(
-        host,
-        port,
-        identifier=client_id,
-        protocol=aiomqtt.ProtocolVersion.V5,
-        timeout=10,
-        clean_start=False,
-        properties=props,
-    )
+class BrokerLogin:
+    """How the verifier logs in: username/password and, for mqtts://, the CA to trust."""
+
+    def __init__(
+        self, username: str | None = None, password: str | None = None, ca_file: str | None = None
+    ) -> None:
+        self.username = username
+        self.password = password
+        self.ca_file = ca_file
+
+
+def _client(
+    host: str, port: int, tls: bool, client_id: str | None, login: BrokerLogin | None
+) -> aiomqtt.Client:
+    login = login or BrokerLogin()
+    kwargs: dict = {
+        "protocol": aiomqtt.ProtocolVersion.V5,
+        "timeout": 10,
+        "username": login.username,
+        "password": login.password,
+    }
+    if tls:
+        kwargs["tls_context"] = ssl.create_default_context(cafile=login.ca_file)
+    if client_id:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 86400
+        kwargs.update(identifier=client_id, clean_start=False, properties=props)
+    return aiomqtt.Client(host, port, **kwargs)
 
 
 async def run_receiver(
@@ -100,6 +116,7 @@ async def run_receiver(
     share_group: str | None = None,
     ready: asyncio.Event | None = None,
     client_id: str | None = None,
+    login: BrokerLogin | None = None,
 ) -> None:
     """Verify everything under the prefix until ``stop``; reconnects on broker loss.
 
@@ -107,16 +124,14 @@ async def run_receiver(
     off, one-day expiry): messages published while the verifier is away are kept by
     the broker and delivered when it returns.
     """
-    host, port = broker_address(url)
+    host, port, tls = broker_address(url)
     topic = f"{verifier.topic_prefix}/+/+"
     if share_group:
         topic = f"$share/{share_group}/{topic}"
     backoff = 1.0
     while not stop.is_set():
         try:
-            async with aiomqtt.Client(
-                host, port, protocol=aiomqtt.ProtocolVersion.V5, timeout=10
-            ) as client:
+            async with _client(host, port, tls, client_id, login) as client:
                 await client.subscribe(topic, qos=1)
                 if ready:
                     ready.set()
