@@ -23,6 +23,7 @@ from edge.descriptors import DescriptorError, SensorDescriptor, load_sensor
 from edge.health import Health
 from edge.outbox import Outbox
 from edge.publisher import Publisher
+from edge.rotation import ANNOUNCEMENT
 from edge.sensors import AGGREGATED, SensorRunner, driver_class
 from edge.spool import Spool
 from edge.state import PersistentCounter, load_identity
@@ -105,6 +106,15 @@ class Pole:
                     series.append(senml.Series(sc.name, fname, f.senml, f.unit, f.resolution))
         self.encoder = senml.WindowPackEncoder(config.pole_id, series)
         self.windows_sent = 0
+        self._send_pending_rotation()
+
+    def _send_pending_rotation(self) -> None:
+        """A key rotation announcement (signed by the previous key) goes out first."""
+        pending = self.config.state_dir / ANNOUNCEMENT
+        if pending.exists():
+            self.spool.put(self.outbox.topic("rotate"), pending.read_bytes(), "rotate")
+            pending.rename(pending.with_name(ANNOUNCEMENT + ".sent"))
+            log.info("key rotation announcement queued for the city")
 
     @staticmethod
     def _driver_factory(

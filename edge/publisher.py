@@ -130,6 +130,10 @@ class Publisher:
                     down_logged = False
                     backoff = 1.0
                     self.health.count("mqtt_connects")
+                    # A key rotation must reach the city before anything under the new key.
+                    rotations = self.outbox.spool.pending(BATCH, kind="rotate")
+                    if rotations:
+                        await self._send_batch(client, rotations, replay=False)
                     birth = self.outbox.seal(self.birth_payload(bdseq))
                     await client.publish(
                         self.outbox.topic("birth"),

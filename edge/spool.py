@@ -126,7 +126,11 @@ class Spool:
             log.warning("spool over its bound: dropped %d oldest messages", n)
 
     def pending(
-        self, limit: int = 100, after_id: int = 0, upto_id: int | None = None
+        self,
+        limit: int = 100,
+        after_id: int = 0,
+        upto_id: int | None = None,
+        kind: str | None = None,
     ) -> list[tuple[int, str, bytes, bool, str]]:
         """Oldest unsent messages with after_id < id <= upto_id.
 
@@ -134,8 +138,8 @@ class Spool:
         """
         rows = self.db.execute(
             "SELECT id, topic, payload, retain, kind FROM spool WHERE id > ? AND id <= ? "
-            "ORDER BY id LIMIT ?",
-            (after_id, upto_id if upto_id is not None else 2**62, limit),
+            "AND (? IS NULL OR kind = ?) ORDER BY id LIMIT ?",
+            (after_id, upto_id if upto_id is not None else 2**62, kind, kind, limit),
         ).fetchall()
         acked = self._acked
         return [(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows if r[0] not in acked]

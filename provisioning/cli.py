@@ -46,6 +46,20 @@ def _identity_show(a: argparse.Namespace) -> int:
     return 0
 
 
+def _identity_rotate(a: argparse.Namespace) -> int:
+    from edge.rotation import ANNOUNCEMENT, rotate
+
+    old = load_identity(a.state_dir)
+    new = rotate(a.state_dir)
+    print(json.dumps({**new.public_record(), "previous_kid": old.kid.hex()}, indent=2))
+    print(
+        f"announcement signed by the old key: {a.state_dir / ANNOUNCEMENT}; the daemon sends "
+        "it on its next start, and verifiers with a trust list accept the new key",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _trust_add(a: argparse.Namespace) -> int:
     if a.state_dir:
         rec = json.loads((a.state_dir / PUB_FILE).read_text())
@@ -118,7 +132,10 @@ def _verify(a: argparse.Namespace) -> int:
     from provisioning.report import format_verdict
     from provisioning.verifier import Verifier
 
-    verifier = Verifier(load_keys(a.trust), topic_prefix=a.prefix, max_skew_s=a.max_skew)
+    trust = TrustList(a.trust) if a.trust.suffix != ".json" else None  # rotations persist
+    verifier = Verifier(
+        load_keys(a.trust), topic_prefix=a.prefix, max_skew_s=a.max_skew, trust=trust
+    )
     store = Store(a.store) if a.store else None
 
     async def go() -> None:
@@ -169,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--state-dir", type=Path, required=True, help="the pole's state directory")
     c.add_argument("--pole-id", required=True, help="e.g. nl-ex-0001")
     c.set_defaults(fn=_identity_create)
+    ro = isub.add_parser("rotate", help="new key, announced in a message signed by the old one")
+    ro.add_argument("--state-dir", type=Path, required=True)
+    ro.set_defaults(fn=_identity_rotate)
     s = isub.add_parser("show", help="print pole id, kid, public key and fingerprint")
     s.add_argument("--state-dir", type=Path, required=True)
     s.set_defaults(fn=_identity_show)

@@ -27,13 +27,14 @@ import cbor2
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
+from edge.rotation import proof_message
 from provisioning import senml_decode
-from provisioning.trustlist import KeyRecord
+from provisioning.trustlist import KeyRecord, TrustList
 
 log = logging.getLogger(__name__)
 
 ACCEPTED_ALGS = (-8, -19)
-KINDS = ("data", "health", "birth", "death")
+KINDS = ("data", "health", "birth", "death", "rotate")
 
 
 class Verdict:
@@ -89,8 +90,10 @@ class Verifier:
         max_skew_s: float | None = None,
         window: int = 512,
         clock=time.time,
+        trust: TrustList | None = None,
     ) -> None:
         self.keys = keys
+        self.trust = trust
         self.topic_prefix = topic_prefix
         self.max_size = max_size
         self.max_skew_s = max_skew_s
@@ -201,6 +204,8 @@ class Verifier:
         bdseq = _bdseq(records)
         if cti <= st.floor and not (kind == "death" and bdseq is not None and bdseq == st.bdseq):
             raise _Reject(f"replay: cti {cti:#x} at or below the window floor {st.floor:#x}")
+        if kind == "rotate":
+            self._rotate(key, records)
         st.seen.add(cti)
         st.order.append(cti)
         while len(st.order) > self.window:
@@ -210,6 +215,26 @@ class Verifier:
         if kind == "birth" and bdseq is not None:
             st.bdseq = bdseq
         return Verdict("accepted", "", key.pole_id, kind, cti, records, iat)
+
+    def _rotate(self, old: KeyRecord, records: list) -> None:
+        """Accept a pole's new key, announced under its current key with proof of possession."""
+        fields = {r.name.rsplit("/", 2)[-1]: r.value for r in records if "/rotate/" in r.name}
+        new_key, proof = fields.get("new_key"), fields.get("proof")
+        if not isinstance(new_key, bytes) or not isinstance(proof, bytes) or len(proof) != 64:
+            raise _Reject("rotate: announcement lacks new_key or proof")
+        try:
+            crypto_sign_open(proof + proof_message(old.pole_id, new_key, old.kid), new_key)
+        except (BadSignatureError, ValueError):
+            raise _Reject("rotate: no proof of possession of the new key") from None
+        rec = KeyRecord(old.pole_id, new_key)
+        existing = self.keys.get(rec.kid)
+        if existing is not None and existing.pole_id != old.pole_id:
+            raise _Reject("rotate: key already belongs to another pole")
+        if existing is None:
+            self.keys[rec.kid] = rec
+            if self.trust is not None:
+                self.trust.add(old.pole_id, new_key, note=f"rotated from {old.kid.hex()}")
+            log.info("pole %s rotated to key %s", old.pole_id, rec.kid.hex())
 
 
 def _bdseq(records: list) -> int | None:
