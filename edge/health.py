@@ -34,5 +34,7 @@ class Health:
         for name in sorted(self.counters):
             out.append([(0, "counter/" + name), (1, "count"), (2, self.counters[name])])
         for name in sorted(self.alarms):
-            out.append([(0, "alarm/" + name), (4, True), (3, str(self.alarms[name]))])
+            out.append([(0, "alarm/" + name), (4, True)])
+            if self.alarms[name]:
+                out.append([(0, "alarm/" + name + "/detail"), (3, str(self.alarms[name])[:200])])
         return out

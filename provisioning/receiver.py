@@ -13,6 +13,7 @@ import json
 import logging
 import sqlite3
 import ssl
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     pole_id TEXT NOT NULL, kind TEXT NOT NULL, cti INTEGER NOT NULL, iat INTEGER,
-    records TEXT NOT NULL, received REAL NOT NULL DEFAULT (unixepoch('subsec')),
+    records TEXT NOT NULL, received REAL NOT NULL,
     PRIMARY KEY (pole_id, cti)
 )
 """
@@ -46,13 +47,15 @@ class Store:
     def add(self, v: Verdict) -> bool:
         """True if stored now, False if it was already there."""
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO messages (pole_id, kind, cti, iat, records) VALUES (?,?,?,?,?)",
+            "INSERT OR IGNORE INTO messages (pole_id, kind, cti, iat, records, received) "
+            "VALUES (?,?,?,?,?,?)",
             (
                 v.pole_id,
                 v.kind,
                 v.cti,
                 v.iat,
                 json.dumps([r.as_dict() for r in v.records], default=lambda b: b.hex()),
+                time.time(),
             ),
         )
         self.db.commit()

@@ -36,7 +36,11 @@ def format_verdict(topic: str, v: Verdict) -> str | None:
         bd = next((r.value for r in v.records if r.name.endswith("bdSeq")), "?")
         return f"{stamp}  {v.pole_id:<13} verified {v.kind} (bdSeq {bd})"
     if v.kind == "health":
-        alarms = [r.name.split("/")[-1] for r in v.records if "/alarm/" in r.name]
+        alarms = [
+            r.name.split("/")[-1]
+            for r in v.records
+            if "/alarm/" in r.name and not r.name.endswith("/detail")
+        ]
         return f"{stamp}  {v.pole_id:<13} verified health" + (
             f"  ALARMS: {', '.join(alarms)}" if alarms else "  ok"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from pathlib import Path
 
 from host_sim.pole import SimPole
@@ -37,6 +38,9 @@ class Harness:
         world=None,
         state_root: Path | None = None,
     ) -> None:
+        # A topic prefix of its own: retained births of other tests on a shared broker
+        # are not this harness's business.
+        self.prefix = "t" + os.urandom(4).hex()
         self.work = work
         self.broker_url = broker_url
         trust = TrustList(work / "trust.sqlite")
@@ -50,12 +54,13 @@ class Harness:
                 world or Fixed(),
                 window_s=window_s,
                 health_s=2,
+                topic_prefix=self.prefix,
             )
             trust.add(pid, sp.identity.public_key)
             self.poles.append(sp)
         trust.export_file(work / "trust.json")
         trust.close()
-        self.verifier = Verifier(load_keys(work / "trust.json"))
+        self.verifier = Verifier(load_keys(work / "trust.json"), topic_prefix=self.prefix)
         self.store = Store(work / "received.sqlite")
         self.verdicts: list[tuple[str, Verdict]] = []
         self.raw: list[tuple[str, bytes]] = []
@@ -83,7 +88,7 @@ class Harness:
                 self._stop_recv,
                 store=self.store,
                 ready=ready,
-                client_id="test-verifier",
+                client_id=f"verifier-{self.prefix}",
             )
         )
         await asyncio.wait_for(ready.wait(), 15)
@@ -100,7 +105,7 @@ class Harness:
         self._stop_recv.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(self._recv, 10)
-        self.store.close()
+        # The store stays open for the test's assertions.
 
     def accepted(self, pole_id: str | None = None, kind: str | None = None) -> list[Verdict]:
         return [
