@@ -106,7 +106,7 @@ class SDS011Sim:
     def poll(self, now: float) -> bytes:
         if self.awake and self.active:
             if self._next is None:
-                self._next = now + self.period
+                self._next = now  # the first frame comes right after waking
             while now >= self._next:
                 self._tx += self._data_frame()
                 self._next += self.period
