@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -70,6 +71,8 @@ class Pole:
         )
         if self.spool.recovered_corrupt:
             self.health.raise_alarm("spool_recovered", "corrupt spool moved aside")
+        if self.spool.volatile:
+            self.health.raise_alarm("spool_unwritable", self.spool.volatile)
         self.outbox = Outbox(
             self.signer,
             PersistentCounter(state / "boot_counter"),
@@ -112,9 +115,13 @@ class Pole:
         """A key rotation announcement (signed by the previous key) goes out first."""
         pending = self.config.state_dir / ANNOUNCEMENT
         if pending.exists():
-            self.spool.put(self.outbox.topic("rotate"), pending.read_bytes(), "rotate")
-            pending.rename(pending.with_name(ANNOUNCEMENT + ".sent"))
-            log.info("key rotation announcement queued for the city")
+            try:
+                self.spool.put(self.outbox.topic("rotate"), pending.read_bytes(), "rotate")
+                pending.rename(pending.with_name(ANNOUNCEMENT + ".sent"))
+            except (OSError, sqlite3.Error) as exc:
+                log.error("key rotation announcement not queued yet (%s); retried next start", exc)
+            else:
+                log.info("key rotation announcement queued for the city")
 
     @staticmethod
     def _driver_factory(

@@ -14,7 +14,7 @@ import logging
 import sqlite3
 from collections import deque
 
-from edge.clock import Clock
+from edge.clock import VALID_AFTER, Clock
 from edge.cose import Signer, cti_bytes
 from edge.health import Health
 from edge.spool import Spool
@@ -36,14 +36,33 @@ class Outbox:
     ) -> None:
         self.signer = signer
         self.boot_counter = boot
-        self.boot = boot.advance()  # persisted before the first cti of this boot is used
+        self.clock = clock or Clock()
+        self.boot = self._first_boot(boot, health)
         self.seq = 0
         self.spool = spool
         self.health = health
-        self.clock = clock or Clock()
         self.base_topic = f"{topic_prefix}/{signer.pole_id}"
         self.ram: deque[tuple[str, bytes, bool, str]] = deque(maxlen=ram_limit)
         self.wakeup = asyncio.Event()
+
+    def _first_boot(self, boot: PersistentCounter, health: Health) -> int:
+        """The boot epoch for this run's ctis, persisted before first use.
+
+        If the medium refuses the write, a time-derived epoch (seconds since 2026, far
+        above any persisted count) keeps ctis unique as long as the clock is valid; the
+        pole keeps publishing and raises an alarm. Without a valid clock there is no
+        safe epoch, and that error propagates: better silent than replayable.
+        """
+        try:
+            return boot.advance()
+        except OSError as exc:
+            if not self.clock.valid():
+                raise
+            epoch = int(self.clock.wall() - VALID_AFTER)
+            boot.value = max(boot.value, epoch)
+            health.raise_alarm("state_unwritable", f"boot counter: {exc}")
+            log.error("cannot persist the boot counter (%s); using time-derived epoch", exc)
+            return boot.value
 
     def topic(self, kind: str) -> str:
         return f"{self.base_topic}/{kind}"
@@ -76,7 +95,7 @@ class Outbox:
                     exc,
                 )
         else:
-            if self.health.clear_alarm("spool_unwritable"):
+            if not self.spool.volatile and self.health.clear_alarm("spool_unwritable"):
                 log.warning("spool %s writable again", self.spool.path)
         self.wakeup.set()
         return message

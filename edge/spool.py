@@ -50,6 +50,7 @@ class Spool:
         self.recovered_corrupt = 0
         self._bytes = 0
         self._acked: set[int] = set()
+        self.volatile: str | None = None  # why the spool lives in RAM, if it does
         self.db = self._open()
 
     def _connect(self) -> sqlite3.Connection:
@@ -60,25 +61,44 @@ class Spool:
         return db
 
     def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Open the spool; a corrupt file is moved aside, an unusable medium (read-only,
+        full, missing) leaves the pole running on a RAM-only spool with ``volatile`` set."""
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             db = self._connect()
             ok = db.execute("PRAGMA quick_check").fetchone()[0]
             if ok != "ok":
                 raise sqlite3.DatabaseError(ok)
+        except (sqlite3.OperationalError, OSError) as exc:
+            db = self._volatile(exc)
         except sqlite3.DatabaseError as exc:
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             log.error(
                 "spool %s is corrupt (%s); moved to %s, starting empty", self.path, exc, aside
             )
-            for suffix in ("", "-wal", "-shm"):
-                p = Path(str(self.path) + suffix)
-                if p.exists():
-                    p.rename(Path(str(aside) + suffix))
-            self.recovered_corrupt += 1
-            db = self._connect()
+            try:
+                for suffix in ("", "-wal", "-shm"):
+                    p = Path(str(self.path) + suffix)
+                    if p.exists():
+                        p.rename(Path(str(aside) + suffix))
+                self.recovered_corrupt += 1
+                db = self._connect()
+            except (sqlite3.Error, OSError) as exc2:
+                db = self._volatile(exc2)
         self.db = db
         self._bytes = self._sum_bytes()
+        return db
+
+    def _volatile(self, exc: Exception) -> sqlite3.Connection:
+        self.volatile = str(exc) or type(exc).__name__
+        log.error(
+            "cannot use the spool at %s (%s): messages are kept in RAM only until the "
+            "medium is fixed (check free space and whether it is mounted read-only)",
+            self.path,
+            exc,
+        )
+        db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        db.execute(_SCHEMA)
         return db
 
     def _sum_bytes(self) -> int:

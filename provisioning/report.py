@@ -26,11 +26,11 @@ def format_verdict(topic: str, v: Verdict) -> str | None:
             if len(field) == 3 and field[2] == "mean" and field[1] in SHOW:
                 unit, scale = UNITS.get(r.unit or "", (r.unit, 1))
                 parts.append(f"{field[1]} {r.value * scale:.1f} {unit}")
-        counts = [r.value for r in v.records if r.name.endswith("/count")]
+        counts = [r.value for r in v.records if r.name.endswith("/count")] or [0]
         return (
             f"{stamp}  {v.pole_id:<13} verified data cti {cti:<7} "
             + "  ".join(parts)
-            + f"  (n={sum(counts)})"
+            + f"  ({max(counts)} samples)"
         )
     if v.kind in ("birth", "death"):
         bd = next((r.value for r in v.records if r.name.endswith("bdSeq")), "?")
