@@ -94,6 +94,13 @@ class PoleConfig:
         self.clock_sync_file = d.get("clock_sync_file")
         self.spool_max_bytes = int(d.get("spool_max_bytes", 64 * 1024 * 1024))
         self.mqtt = MqttConfig(d.get("mqtt", {}))
+        alarms = d.get("alarms", {})
+        self.tilt_max_deg = float(alarms.get("tilt_max_deg", 5.0))
+        # [lamp]: sensor (an INA219/INA226 name), nominal_current (A), and where the
+        # commanded state comes from: commanded_file, or schedule = "17:00-07:30".
+        self.lamp = dict(d.get("lamp", {}))
+        if self.lamp and "nominal_current" not in self.lamp:
+            raise ConfigError("[lamp] needs nominal_current (the lamp's current when on, in A)")
         sensors = d.get("sensors")
         if sensors is None and self.board:
             sensors = load_board(self.board, self.hardware_dir).get("sensors", [])

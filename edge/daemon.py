@@ -28,6 +28,7 @@ from edge.rotation import ANNOUNCEMENT
 from edge.sensors import AGGREGATED, SensorRunner, driver_class
 from edge.spool import Spool
 from edge.state import PersistentCounter, load_identity
+from edge.watch import LampWatch, TiltWatch, commanded_by_schedule, commanded_from_file
 from edge.window import Window, window_start
 
 log = logging.getLogger("edge")
@@ -58,6 +59,7 @@ class Pole:
         config: PoleConfig,
         open_bus: BusFactory = linux_bus,
         clock: Clock | None = None,
+        lamp_commanded: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
         self.time = clock or Clock(sync_file=config.clock_sync_file)
@@ -90,6 +92,9 @@ class Pole:
             self.health,
         )
         self.window = Window(window_start(self.clock(), config.window_s), config.window_s)
+        self._health_now = asyncio.Event()
+        self.health.listener = lambda _name: self._health_now.set()
+        self.observers = self._watches(lamp_commanded)
         self.runners: list[SensorRunner] = []
         series = []
         for sc in config.sensors:
@@ -102,6 +107,7 @@ class Pole:
                     self._driver_factory(cls, sc, desc, open_bus),
                     self.health,
                     lambda: self.window,
+                    observers=self.observers,
                 )
             )
             for fname, f in desc.fields.items():
@@ -122,6 +128,33 @@ class Pole:
                 log.error("key rotation announcement not queued yet (%s); retried next start", exc)
             else:
                 log.info("key rotation announcement queued for the city")
+
+    def _watches(self, lamp_commanded: Callable[[], bool] | None) -> list:
+        """Alarm watches from the config: tilt for every LIS3DH, the lamp if configured."""
+        cfg = self.config
+        watches: list = [
+            TiltWatch(self.health, s.name, cfg.tilt_max_deg)
+            for s in cfg.sensors
+            if s.model == "lis3dh"
+        ]
+        if cfg.lamp:
+            if lamp_commanded is None:
+                if cfg.lamp.get("commanded_file"):
+                    lamp_commanded = commanded_from_file(cfg.lamp["commanded_file"])
+                else:
+                    on, _, off = cfg.lamp.get("schedule", "17:00-07:30").partition("-")
+                    lamp_commanded = commanded_by_schedule(on, off, self.clock)
+            watches.append(
+                LampWatch(
+                    self.health,
+                    cfg.lamp.get("sensor", "ina219"),
+                    lamp_commanded,
+                    float(cfg.lamp["nominal_current"]),
+                    self.time.monotonic,
+                    debounce_s=float(cfg.lamp.get("debounce_s", 5.0)),
+                )
+            )
+        return watches
 
     @staticmethod
     def _driver_factory(
@@ -201,8 +234,11 @@ class Pole:
                 self.close_window()
 
     async def _health(self) -> None:
+        """Every health_s, and at once when a new alarm is raised."""
         while True:
-            await asyncio.sleep(self.config.health_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._health_now.wait(), self.config.health_s)
+            self._health_now.clear()
             self.outbox.post("health", self._health_payload())
 
     async def run(self, stop: asyncio.Event | None = None) -> None:

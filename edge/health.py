@@ -10,6 +10,7 @@ class Health:
         self.counters = {}
         self.sensors = {}
         self.alarms = {}
+        self.listener = None  # called with the name of each newly raised alarm
 
     def count(self, name, n=1):
         self.counters[name] = self.counters.get(name, 0) + n
@@ -21,6 +22,8 @@ class Health:
         """Returns True when the alarm is new (so callers log it once, not every time)."""
         new = name not in self.alarms
         self.alarms[name] = detail
+        if new and self.listener is not None:
+            self.listener(name)
         return new
 
     def clear_alarm(self, name):

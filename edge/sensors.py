@@ -52,6 +52,7 @@ class SensorRunner:
         health: Health,
         current_window: Callable[[], Window],
         slow_s: float = 0.5,
+        observers: list | None = None,
     ) -> None:
         self.name = name
         self.desc = desc
@@ -61,6 +62,7 @@ class SensorRunner:
         self.slow_s = slow_s
         self.driver: object | None = None
         self.samples = 0
+        self.observers = observers if observers is not None else []
         self._fields = {k: f for k, f in desc.fields.items() if f.privacy in AGGREGATED}
         health.sensor_state(name, False)
 
@@ -71,6 +73,7 @@ class SensorRunner:
 
     def _accept(self, values: dict) -> None:
         window = self.current_window()
+        accepted = {}
         for field, value in values.items():
             spec = self._fields.get(field)
             if spec is None:
@@ -84,7 +87,10 @@ class SensorRunner:
                 self.health.count(f"{self.name}.implausible")
                 continue
             window.add((self.name, field), value)
+            accepted[field] = value
             self.samples += 1
+        for observer in self.observers:
+            observer.observe(self.name, accepted)
 
     def poll_once(self) -> None:
         """One supervised poll: start the driver if needed, read, and account for faults."""

@@ -71,12 +71,14 @@ async def _run_demo(args: argparse.Namespace, work: Path, broker_url: str) -> in
             world.pole(i),
             window_s=args.window,
             topic_prefix=args.prefix,
+            sensors=args.sensors,
         )
         trust.add(pole_id, sp.identity.public_key, note="demo")
         poles.append(sp)
+        models = ", ".join(s.model for s in sp.config.sensors)
         print(
-            f"provisioned {pole_id}: key {sp.identity.fingerprint}, SDS011 on {sp.pty.path}, "
-            "BME280 on simulated I2C 0x76"
+            f"provisioned {pole_id}: key {sp.identity.fingerprint}; {models}; "
+            f"SDS011 on {sp.pty.path}"
         )
     trust.export_file(work / "trust.json")
     trust.close()
@@ -101,6 +103,8 @@ async def _run_demo(args: argparse.Namespace, work: Path, broker_url: str) -> in
     recv = asyncio.create_task(run_receiver(broker_url, verifier, show, stop, ready=ready))
     await asyncio.wait_for(ready.wait(), 15)
     tasks = [asyncio.create_task(p.run(pole_stop)) for p in poles]
+    if args.sensors == "full" and args.incidents and len(poles) >= 2:
+        tasks.append(asyncio.create_task(_incidents(poles, args.duration)))
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), args.duration)
     pole_stop.set()
@@ -117,6 +121,17 @@ async def _run_demo(args: argparse.Namespace, work: Path, broker_url: str) -> in
     return 0 if c["accepted"] > 0 and rejected == 0 else 1
 
 
+async def _incidents(poles: list[SimPole], duration: float) -> None:
+    """Half-way through, a truck hits the second pole and the last pole's lamp fails
+    (at night; by day the lamp is off and its failure shows at dusk)."""
+    await asyncio.sleep(duration / 2)
+    poles[1].world.tilt_deg = 12.0
+    print(f"--- incident: {poles[1].pole_id} hit by a truck (now leaning 12 deg)", flush=True)
+    if len(poles) >= 3:
+        poles[-1].world.lamp_failed = True
+        print(f"--- incident: {poles[-1].pole_id} lamp fails", flush=True)
+
+
 async def run_one_pole(args: argparse.Namespace) -> int:
     """One simulated pole in this process until SIGINT/SIGTERM (for crash tests and fleets)."""
     world = World(seed=args.seed)
@@ -128,6 +143,7 @@ async def run_one_pole(args: argparse.Namespace) -> int:
         window_s=args.window,
         health_s=args.health,
         topic_prefix=args.prefix,
+        sensors=args.sensors,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -154,6 +170,18 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--workdir", type=Path, help="keep pole state and trust list here")
     d.add_argument("--seed", type=int, default=1, help="world seed (default 1)")
     d.add_argument("--prefix", default="poles", help="topic prefix (default poles)")
+    d.add_argument(
+        "--sensors",
+        choices=("basic", "full"),
+        default="full",
+        help="full: every sensor model (default); basic: SDS011 + BME280",
+    )
+    d.add_argument(
+        "--no-incidents",
+        dest="incidents",
+        action="store_false",
+        help="no truck and no failing lamp half-way through",
+    )
     d.add_argument("--log-level", default="WARNING")
     p = sub.add_parser("pole", help="run one simulated pole (the real daemon) until stopped")
     p.add_argument("--pole-id", required=True)
@@ -164,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--index", type=int, default=0, help="which pole of the world (default 0)")
     p.add_argument("--prefix", default="poles")
+    p.add_argument("--sensors", choices=("basic", "full"), default="basic")
     p.add_argument("--log-level", default="WARNING")
     args = ap.parse_args(argv)
     logging.basicConfig(

@@ -17,12 +17,20 @@ from edge.daemon import Pole, linux_bus
 from edge.descriptors import SensorDescriptor
 from edge.state import KEY_FILE, Identity, create_identity, load_identity
 from host_sim.devices.bme280 import BME280Sim
+from host_sim.devices.d4i import D4iSim
+from host_sim.devices.ina219 import INA219Sim
+from host_sim.devices.lis3dh import LIS3DHSim
 from host_sim.devices.sds011 import SDS011Sim
+from host_sim.devices.sht31 import SHT31Sim
 from host_sim.i2c import SimI2C
 from host_sim.serial_pty import PtySerial
 from host_sim.world import PoleWorld
 
 BME280_ADDR = 0x76
+SHT31_ADDR = 0x44
+LIS3DH_ADDR = 0x18
+INA219_ADDR = 0x40
+SENSOR_SETS = ("basic", "full")
 
 
 def ensure_identity(state_dir: Path, pole_id: str) -> Identity:
@@ -43,14 +51,44 @@ class SimPole:
         health_s: int | None = None,
         clock: Clock | None = None,
         topic_prefix: str = "poles",
+        sensors: str = "basic",
     ) -> None:
         self.pole_id = pole_id
+        self.world = world
         self.identity = ensure_identity(state_dir, pole_id)
+        if sensors not in SENSOR_SETS:
+            raise ValueError(f"sensors must be one of {SENSOR_SETS}")
         self.i2c = SimI2C()
         self.bme280 = BME280Sim(world.climate)
         self.i2c.attach(BME280_ADDR, self.bme280)
         self.sds011 = SDS011Sim(world.air)
         self.pty = PtySerial(self.sds011)
+        self.ptys = [self.pty]
+        sensor_cfg: list[dict] = [
+            {"model": "sds011", "port": self.pty.path},
+            {"model": "bme280", "i2c_bus": "sim", "address": BME280_ADDR},
+        ]
+        extra: dict = {}
+        self.d4i = None
+        if sensors == "full":
+            self.sht31 = SHT31Sim(world.climate)
+            self.lis3dh = LIS3DHSim(world.tilt)
+            self.ina219 = INA219Sim(world.lamp_supply)
+            self.d4i = D4iSim(world.luminaire)
+            self.i2c.attach(SHT31_ADDR, self.sht31)
+            self.i2c.attach(LIS3DH_ADDR, self.lis3dh)
+            self.i2c.attach(INA219_ADDR, self.ina219)
+            sensor_cfg += [
+                {"model": "sht31", "i2c_bus": "sim", "address": SHT31_ADDR},
+                {"model": "lis3dh", "i2c_bus": "sim", "address": LIS3DH_ADDR},
+                {"model": "ina219", "i2c_bus": "sim", "address": INA219_ADDR},
+                {"model": "d4i", "port": "sim"},
+            ]
+            extra["lamp"] = {
+                "sensor": "ina219",
+                "nominal_current": world.nominal_current,
+                "debounce_s": 2.0,
+            }
         self.config = PoleConfig(
             {
                 "pole_id": pole_id,
@@ -58,24 +96,29 @@ class SimPole:
                 "window_s": window_s,
                 "health_s": health_s or max(window_s * 3, 10),
                 "mqtt": {"url": broker_url, "topic_prefix": topic_prefix, "will_delay_s": 0},
-                "sensors": [
-                    {"model": "sds011", "port": self.pty.path},
-                    {"model": "bme280", "i2c_bus": "sim", "address": BME280_ADDR},
-                ],
+                "sensors": sensor_cfg,
+                **extra,
             }
         )
-        self.pole = Pole(self.config, open_bus=self._open_bus, clock=clock)
+        commanded = getattr(world, "lamp_commanded", None)
+        self.pole = Pole(
+            self.config, open_bus=self._open_bus, clock=clock, lamp_commanded=commanded
+        )
 
     def _open_bus(self, sensor: SensorConfig, desc: SensorDescriptor) -> object:
         if desc.bus == "i2c":
             return self.i2c
+        if desc.bus == "bridge":
+            return self.d4i  # the D4i bridge contract: read_bank(bank) -> bytes
         return linux_bus(sensor, desc)  # real pyserial on the pty
 
     async def run(self, stop: asyncio.Event) -> None:
-        pty_task = asyncio.create_task(self.pty.serve())
+        pty_tasks = [asyncio.create_task(p.serve()) for p in self.ptys]
         try:
             await self.pole.run(stop)
         finally:
-            pty_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pty_task
+            for t in pty_tasks:
+                t.cancel()
+            for t in pty_tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t

@@ -41,6 +41,12 @@ class PoleWorld:
         self.t_offset = rng.uniform(-1.0, 1.0)
         self.pm_factor = rng.uniform(0.7, 1.4)
         self.pressure_offset = rng.uniform(-150, 150)
+        # Scenario knobs: what happens to this pole.
+        self.tilt_deg = rng.uniform(0.2, 1.2)  # a new pole is not perfectly plumb
+        self.azimuth_deg = rng.uniform(0, 360)
+        self.lamp_failed = False
+        self.lamp_override: bool | None = None  # force the command on/off (tests)
+        self.nominal_current = 2.5  # A, a 60 W LED on a 24 V DC feed
 
     def climate(self) -> dict[str, float]:
         t = self.world.clock()
@@ -57,3 +63,28 @@ class PoleWorld:
         pm25 = max(0.0, self.pm_factor * (6.0 + 14.0 * traffic) + self.rng.gauss(0, 0.8))
         pm10 = pm25 * 1.6 + abs(self.rng.gauss(0, 1.0))
         return {"pm2_5": pm25, "pm10": pm10}
+
+    # -- structure and lamp ------------------------------------------------------------
+    def tilt(self) -> dict[str, float]:
+        wind = 0.15 + 0.1 * math.sin(self.world.clock() / 600.0)
+        return {"tilt": self.tilt_deg, "azimuth": self.azimuth_deg, "sway": max(0.0, wind)}
+
+    def lamp_commanded(self) -> bool:
+        """Dusk to dawn: on from 17:00 to 07:30 local time."""
+        if self.lamp_override is not None:
+            return self.lamp_override
+        h = self.world.hour(self.world.clock())
+        return h >= 17.0 or h < 7.5
+
+    def lamp_supply(self) -> dict[str, float]:
+        burning = self.lamp_commanded() and not self.lamp_failed
+        current = self.nominal_current * (0.97 + 0.02 * self.rng.random()) if burning else 0.002
+        return {"current": current, "voltage": 24.0 + self.rng.gauss(0, 0.02)}
+
+    def luminaire(self) -> dict[str, float]:
+        burning = self.lamp_commanded() and not self.lamp_failed
+        return {
+            "power": 60.0 if burning else 0.0,
+            "lampOn": burning,
+            "driverTemperature": 38.0 + (12.0 if burning else 0.0),
+        }

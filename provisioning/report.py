@@ -7,7 +7,7 @@ import time
 from provisioning.verifier import Verdict
 
 UNITS = {"Pa": ("hPa", 0.01)}
-SHOW = ("temperature", "humidity", "pressure", "pm2_5", "pm10")
+SHOW = ("pm2_5", "pm10", "temperature", "humidity", "pressure", "tilt", "current", "activePower")
 
 
 def format_verdict(topic: str, v: Verdict) -> str | None:
@@ -21,9 +21,11 @@ def format_verdict(topic: str, v: Verdict) -> str | None:
     cti = f"{v.cti >> 32}:{v.cti & 0xFFFFFFFF}"
     if v.kind == "data":
         parts = []
+        seen: set[str] = set()
         for r in v.records:
             field = r.name.rsplit("/", 2)
-            if len(field) == 3 and field[2] == "mean" and field[1] in SHOW:
+            if len(field) == 3 and field[2] == "mean" and field[1] in SHOW and field[1] not in seen:
+                seen.add(field[1])
                 unit, scale = UNITS.get(r.unit or "", (r.unit, 1))
                 parts.append(f"{field[1]} {r.value * scale:.1f} {unit}")
         counts = [r.value for r in v.records if r.name.endswith("/count")] or [0]

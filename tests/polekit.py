@@ -37,6 +37,7 @@ class Harness:
         window_s: int = 1,
         world=None,
         state_root: Path | None = None,
+        sensors: str = "basic",
     ) -> None:
         # A topic prefix of its own: retained births of other tests on a shared broker
         # are not this harness's business.
@@ -55,6 +56,7 @@ class Harness:
                 window_s=window_s,
                 health_s=2,
                 topic_prefix=self.prefix,
+                sensors=sensors,
             )
             trust.add(pid, sp.identity.public_key)
             self.poles.append(sp)
