@@ -25,8 +25,9 @@ def data_payload(pole_id: str = "nl-ex-0001", value: float = 21.5) -> bytes:
     )
 
 
-def message(s: Signer, seq: int, boot: int = 1, payload: bytes | None = None,
-            iat: int = NOW) -> bytes:
+def message(
+    s: Signer, seq: int, boot: int = 1, payload: bytes | None = None, iat: int = NOW
+) -> bytes:
     return s.sign(payload or data_payload(s.pole_id), iat, cti_bytes(boot, seq))
 
 

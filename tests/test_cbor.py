@@ -16,8 +16,10 @@ scalars = (
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=6)
-    | st.dictionaries(st.integers(-30, 30) | st.text(max_size=8), inner, max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=6)
+        | st.dictionaries(st.integers(-30, 30) | st.text(max_size=8), inner, max_size=6)
+    ),
     max_leaves=30,
 )
 

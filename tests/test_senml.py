@@ -91,7 +91,10 @@ def test_window_alignment():
 def test_resolve_applies_base_fields_and_rejects_bad_packs():
     recs = resolve([{-2: "a/", -3: 1_800_000_000, -4: "Cel", -5: 10, 0: "x", 2: 1.5, 6: -5}])
     assert (recs[0].name, recs[0].value, recs[0].unit, recs[0].time) == (
-        "a/x", 11.5, "Cel", 1_799_999_995,
+        "a/x",
+        11.5,
+        "Cel",
+        1_799_999_995,
     )
     for bad in ([], [1], [{0: "-bad", 2: 1}], [{0: "x", 2: 1, 3: "s"}], [{0: "x"}], [{0: 1, 2: 1}]):
         try:
