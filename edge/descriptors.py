@@ -33,6 +33,9 @@ class Field:
             self.max = float(spec["max"]) if "max" in spec else None
             self.resolution = float(spec.get("resolution", 0.01))
             self.privacy = spec["privacy"]
+            # Identical samples in a row after which the value counts as stuck (0: never;
+            # only for fields whose noise makes exact repeats implausible).
+            self.stuck_after = int(spec.get("stuck_after", 0))
         except KeyError as exc:
             raise DescriptorError(f"{source}: field {name!r} lacks {exc.args[0]!r}") from None
         if self.privacy not in PRIVACY_CLASSES:
@@ -65,6 +68,7 @@ class SensorDescriptor:
         self.baud = data.get("baud")
         self.addresses = data.get("addresses", [])
         self.default_address = data.get("default_address")
+        self.conformance = data.get("conformance", {})
         self.raw = data
         self.source = source
 

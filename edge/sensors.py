@@ -64,6 +64,7 @@ class SensorRunner:
         self.samples = 0
         self.observers = observers if observers is not None else []
         self._fields = {k: f for k, f in desc.fields.items() if f.privacy in AGGREGATED}
+        self._repeats: dict[str, tuple[float, int]] = {}
         health.sensor_state(name, False)
 
     def _start(self) -> None:
@@ -86,11 +87,29 @@ class SensorRunner:
             if not spec.plausible(value):
                 self.health.count(f"{self.name}.implausible")
                 continue
+            if spec.stuck_after and self._stuck(field, value, spec.stuck_after):
+                continue
             window.add((self.name, field), value)
             accepted[field] = value
             self.samples += 1
         for observer in self.observers:
             observer.observe(self.name, accepted)
+
+    def _stuck(self, field: str, value: float, limit: int) -> bool:
+        """True once a field repeats the exact same value ``limit`` times: a frozen sensor
+        (or a frozen bus) would otherwise feed the same number into every window."""
+        last, n = self._repeats.get(field, (None, 0))
+        n = n + 1 if value == last else 1
+        self._repeats[field] = (value, n)
+        alarm = f"{self.name}_stuck"
+        if n >= limit:
+            if self.health.raise_alarm(alarm, f"{field} = {value} x{n}"):
+                log.warning("sensor %s: %s has not changed in %d samples", self.name, field, n)
+            self.health.count(f"{self.name}.stuck")
+            return True
+        if n == 1 and alarm in self.health.alarms:
+            self.health.clear_alarm(alarm)
+        return False
 
     def poll_once(self) -> None:
         """One supervised poll: start the driver if needed, read, and account for faults."""

@@ -183,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
         help="no truck and no failing lamp half-way through",
     )
     d.add_argument("--log-level", default="WARNING")
+    c = sub.add_parser("conformance", help="run drivers against their simulators with faults")
+    c.add_argument("models", nargs="*", help="sensor models (default: every one with a simulator)")
+    c.add_argument("--descriptor", type=Path, help="a descriptor JSON of a driver of your own")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.add_argument("--log-level", default="ERROR")
     p = sub.add_parser("pole", help="run one simulated pole (the real daemon) until stopped")
     p.add_argument("--pole-id", required=True)
     p.add_argument("--state-dir", type=Path, required=True, help="key, counters and spool")
@@ -202,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(demo(args))
     if args.cmd == "pole":
         return asyncio.run(run_one_pole(args))
+    if args.cmd == "conformance":
+        from host_sim.conformance import main as conformance
+
+        return conformance(args.models, args.descriptor, args.json)
     return 2
 
 
