@@ -93,6 +93,9 @@ class PoleConfig:
         # e.g. /run/systemd/timesync/synchronized: required as well as a plausible date
         self.clock_sync_file = d.get("clock_sync_file")
         self.spool_max_bytes = int(d.get("spool_max_bytes", 64 * 1024 * 1024))
+        # A driver call that takes longer is abandoned and the sensor restarted (0: no
+        # isolation; saves a thread per sensor in large simulated fleets).
+        self.driver_timeout_s = float(d.get("driver_timeout_s", 2.0))
         self.mqtt = MqttConfig(d.get("mqtt", {}))
         alarms = d.get("alarms", {})
         self.tilt_max_deg = float(alarms.get("tilt_max_deg", 5.0))

@@ -108,6 +108,7 @@ class Pole:
                     self.health,
                     lambda: self.window,
                     observers=self.observers,
+                    timeout_s=config.driver_timeout_s or None,
                 )
             )
             for fname, f in desc.fields.items():

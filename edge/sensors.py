@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -43,6 +45,52 @@ def driver_class(desc: SensorDescriptor) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
+class DriverHung(Exception):
+    """A driver call did not return within the sensor's timeout."""
+
+
+class _Worker:
+    """One daemon thread running a sensor's driver calls, one at a time."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=f"driver:{name}", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, fut, loop = job
+            try:
+                result, exc = fn(), None
+            except BaseException as e:  # handed to the awaiting task, not swallowed
+                result, exc = None, e
+            try:
+                loop.call_soon_threadsafe(_settle, fut, result, exc)
+            except RuntimeError:  # the loop is gone (shutdown): nobody waits any more
+                return
+
+    def submit(self, fn: Callable[[], object]) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._jobs.put((fn, fut, loop))
+        return fut
+
+    def abandon(self) -> None:
+        self._jobs.put(None)  # the thread exits after its current (hung) call, if ever
+
+
+def _settle(fut: asyncio.Future, result: object, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
 class SensorRunner:
     def __init__(
         self,
@@ -53,6 +101,7 @@ class SensorRunner:
         current_window: Callable[[], Window],
         slow_s: float = 0.5,
         observers: list | None = None,
+        timeout_s: float | None = None,
     ) -> None:
         self.name = name
         self.desc = desc
@@ -63,14 +112,29 @@ class SensorRunner:
         self.driver: object | None = None
         self.samples = 0
         self.observers = observers if observers is not None else []
+        self.timeout_s = timeout_s
+        self._worker: _Worker | None = None
         self._fields = {k: f for k, f in desc.fields.items() if f.privacy in AGGREGATED}
         self._repeats: dict[str, tuple[float, int]] = {}
         health.sensor_state(name, False)
 
-    def _start(self) -> None:
-        driver = self.make_driver()
-        driver.start()
+    def _started(self, driver: object) -> None:
         self.driver = driver
+        self.health.sensor_state(self.name, True)
+        if self.health.clear_alarm(f"{self.name}_missing"):
+            log.info("sensor %s is back", self.name)
+
+    def _account(self, values: dict | None, exc: BaseException | None, elapsed: float) -> None:
+        """Book one read: errors by their counter, slow reads, accepted values."""
+        if elapsed > self.slow_s:
+            self.health.count(f"{self.name}.slow_reads")
+        if exc is not None:
+            if isinstance(exc, SensorError) and not isinstance(exc, NoDevice):
+                self.health.count(f"{self.name}.{getattr(exc, 'counter', 'sensor_errors')}")
+                return
+            raise exc
+        if values:
+            self._accept(values)
 
     def _accept(self, values: dict) -> None:
         window = self.current_window()
@@ -112,31 +176,55 @@ class SensorRunner:
         return False
 
     def poll_once(self) -> None:
-        """One supervised poll: start the driver if needed, read, and account for faults."""
+        """One supervised poll, in the caller's thread (tests, conformance)."""
         if self.driver is None:
-            self._start()
-            self.health.sensor_state(self.name, True)
-            if self.health.clear_alarm(f"{self.name}_missing"):
-                log.info("sensor %s is back", self.name)
+            driver = self.make_driver()
+            driver.start()
+            self._started(driver)
         t0 = time.monotonic()
+        values, exc = None, None
         try:
             values = self.driver.read()
-        except NoDevice:
+        except Exception as e:
+            exc = e
+        self._account(values, exc, time.monotonic() - t0)
+
+    async def _call(self, fn: Callable[[], object]) -> object:
+        """Run a driver call; with a timeout, in this sensor's worker thread, so a driver
+        that hangs (a wedged bus, a blocking read) cannot stall the pole."""
+        if not self.timeout_s:
+            return fn()
+        if self._worker is None:
+            self._worker = _Worker(self.name)
+        try:
+            return await asyncio.wait_for(self._worker.submit(fn), self.timeout_s)
+        except TimeoutError:
+            self._worker.abandon()  # its thread may never come back; start a new one
+            self._worker = None
+            self.health.count(f"{self.name}.timeouts")
+            raise DriverHung(f"driver call took longer than {self.timeout_s} s") from None
+
+    async def poll_async(self) -> None:
+        """One supervised poll as the daemon does it."""
+        if self.driver is None:
+            driver = self.make_driver()
+            await self._call(driver.start)
+            self._started(driver)
+        t0 = time.monotonic()
+        values, exc = None, None
+        try:
+            values = await self._call(self.driver.read)
+        except DriverHung:
             raise
-        except SensorError as exc:
-            self.health.count(f"{self.name}.{getattr(exc, 'counter', 'sensor_errors')}")
-            return
-        finally:
-            if time.monotonic() - t0 > self.slow_s:
-                self.health.count(f"{self.name}.slow_reads")
-        if values:
-            self._accept(values)
+        except Exception as e:
+            exc = e
+        self._account(values, exc, time.monotonic() - t0)
 
     async def run(self) -> None:
         backoff = 1.0
         while True:
             try:
-                self.poll_once()
+                await self.poll_async()
                 backoff = 1.0
                 await asyncio.sleep(self.desc.poll_s)
             except asyncio.CancelledError:
