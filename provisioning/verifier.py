@@ -18,6 +18,7 @@ bdSeq matches the pole's last birth.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections import Counter, deque
@@ -125,7 +126,7 @@ class Verifier:
         if len(payload) > self.max_size:
             raise _Reject(f"size: {len(payload)} bytes over the {self.max_size} limit")
         try:
-            msg = cbor2.loads(payload)
+            msg = strict_loads(payload)
         except Exception as exc:
             raise _Reject(f"cbor: {type(exc).__name__}") from None
         if not isinstance(msg, cbor2.CBORTag) or msg.tag != 18:
@@ -144,7 +145,7 @@ class Verifier:
         if len(sig) != 64:
             raise _Reject("cose: signature is not 64 bytes")
         try:
-            prot = cbor2.loads(prot_raw) if prot_raw else {}
+            prot = strict_loads(prot_raw) if prot_raw else {}
         except Exception:
             raise _Reject("cose: protected header is not CBOR") from None
         if not isinstance(prot, Mapping):
@@ -191,7 +192,7 @@ class Verifier:
         ):
             raise _Reject(f"iat: {iat} outside the allowed skew of {self.max_skew_s}s")
         try:
-            pack = cbor2.loads(content)
+            pack = strict_loads(content)
             records = senml_decode.resolve(pack)
         except senml_decode.SenMLError as exc:
             raise _Reject(f"senml: {exc}") from None
@@ -201,7 +202,7 @@ class Verifier:
         st = self.state.setdefault(kid, _KeyState())
         if cti in st.seen:
             return Verdict("duplicate", "already seen", key.pole_id, kind, cti, records, iat)
-        bdseq = _bdseq(records)
+        bdseq = _bdseq(records) if kind in ("birth", "death") else None
         if cti <= st.floor and not (kind == "death" and bdseq is not None and bdseq == st.bdseq):
             raise _Reject(f"replay: cti {cti:#x} at or below the window floor {st.floor:#x}")
         if kind == "rotate":
@@ -237,8 +238,17 @@ class Verifier:
             log.info("pole %s rotated to key %s", old.pole_id, rec.kid.hex())
 
 
+def strict_loads(data: bytes) -> object:
+    """Decode exactly one CBOR item; trailing bytes are an error (cbor2.loads ignores them)."""
+    fp = io.BytesIO(data)
+    item = cbor2.CBORDecoder(fp).decode()
+    if fp.tell() != len(data):
+        raise ValueError(f"{len(data) - fp.tell()} trailing bytes")
+    return item
+
+
 def _bdseq(records: list) -> int | None:
-    for r in records:
+    for r in records[:2]:  # birth and death packs put bdSeq first
         if r.name.endswith("/bdSeq") and isinstance(r.value, int):
             return r.value
     return None
