@@ -52,6 +52,8 @@ class SimPole:
         clock: Clock | None = None,
         topic_prefix: str = "poles",
         sensors: str = "basic",
+        driver_timeout_s: float = 2.0,
+        pty_tick: float = 0.05,
     ) -> None:
         self.pole_id = pole_id
         self.world = world
@@ -62,7 +64,7 @@ class SimPole:
         self.bme280 = BME280Sim(world.climate)
         self.i2c.attach(BME280_ADDR, self.bme280)
         self.sds011 = SDS011Sim(world.air)
-        self.pty = PtySerial(self.sds011)
+        self.pty = PtySerial(self.sds011, tick=pty_tick)
         self.ptys = [self.pty]
         sensor_cfg: list[dict] = [
             {"model": "sds011", "port": self.pty.path},
@@ -97,6 +99,7 @@ class SimPole:
                 "health_s": health_s or max(window_s * 3, 10),
                 "mqtt": {"url": broker_url, "topic_prefix": topic_prefix, "will_delay_s": 0},
                 "sensors": sensor_cfg,
+                "driver_timeout_s": driver_timeout_s,
                 **extra,
             }
         )

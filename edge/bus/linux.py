@@ -7,6 +7,7 @@ CPython only (the daemon on the pole controller); drivers never import this.
 from __future__ import annotations
 
 import errno
+import os
 
 import serial
 from smbus2 import SMBus, i2c_msg
@@ -82,12 +83,19 @@ class SerialUART:
             raise OSError(errno.EIO, str(exc)) from exc
 
     def read(self, nbytes: int = -1) -> bytes:
+        """What has arrived, without waiting. Reads the fd directly: pyserial's own
+        non-blocking read goes through select(), which fails for fds >= 1024."""
         try:
-            if nbytes < 0:
-                nbytes = max(self._ser.in_waiting, 1)
-            return self._ser.read(nbytes)
-        except serial.SerialException as exc:
+            waiting = self._ser.in_waiting
+        except (serial.SerialException, OSError) as exc:
             raise OSError(errno.EIO, str(exc)) from exc
+        if not waiting:
+            return b""
+        n = waiting if nbytes < 0 else min(nbytes, waiting)
+        try:
+            return os.read(self._ser.fd, n)
+        except BlockingIOError:
+            return b""
 
     def write(self, buf: bytes) -> int:
         try:
