@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 import serial
 from smbus2 import SMBus, i2c_msg
@@ -98,7 +99,18 @@ class SerialUART:
             return b""
 
     def write(self, buf: bytes) -> int:
-        try:
-            return self._ser.write(bytes(buf)) or 0
-        except serial.SerialException as exc:
-            raise OSError(errno.EIO, str(exc)) from exc
+        """Write all of ``buf`` (commands are a few bytes) directly to the fd; pyserial's
+        write waits in select(), which fails for fds >= 1024."""
+        data = memoryview(bytes(buf))
+        deadline = time.monotonic() + 1.0
+        written = 0
+        while written < len(data):
+            try:
+                written += os.write(self._ser.fd, data[written:])
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise OSError(errno.ETIMEDOUT, "serial write timed out") from None
+                time.sleep(0.001)
+            except OSError as exc:
+                raise OSError(errno.EIO, str(exc)) from exc
+        return written
