@@ -38,6 +38,7 @@ async def child(n: int, broker: str, work: Path, duration: float) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(fleet.run(stop))
     await asyncio.sleep(2 * WINDOW)  # connection storm and first windows: not measured
+    print("MEASURING", flush=True)
     cpu0, wall0 = time.process_time(), time.monotonic()
     await asyncio.sleep(duration)
     cpu = (time.process_time() - cpu0) / (time.monotonic() - wall0)
@@ -65,14 +66,14 @@ async def measure(n: int, broker: Mosquitto, duration: float) -> dict:
             str(duration),
             stdout=subprocess.PIPE,
         )
-        start = time.monotonic()
+        measuring = False
         async with aiomqtt.Client("127.0.0.1", broker.port) as client:
             await client.subscribe("poles/+/data", qos=0)
 
             async def collect() -> None:
                 async for m in client.messages:
                     now = time.time()
-                    if time.monotonic() - start < 2 * WINDOW + setup_guess(n):
+                    if not measuring:
                         continue
                     body = cbor2.loads(m.payload).value
                     bt = cbor2.loads(body[2])[0][-3]
@@ -81,6 +82,8 @@ async def measure(n: int, broker: Mosquitto, duration: float) -> dict:
                     per_pole[pole] = per_pole.get(pole, 0) + 1
 
             task = asyncio.create_task(collect())
+            assert (await proc.stdout.readline()).strip() == b"MEASURING"
+            measuring = True
             out = await proc.stdout.readline()
             task.cancel()
         await proc.wait()
@@ -100,10 +103,6 @@ async def measure(n: int, broker: Mosquitto, duration: float) -> dict:
         "max": lat[-1] if lat else float("nan"),
         **stats,
     }
-
-
-def setup_guess(n: int) -> float:
-    return 1.0 + n * 0.004  # key generation, ptys, spools: measured ~3-4 ms per pole
 
 
 def main() -> int:

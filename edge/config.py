@@ -93,6 +93,10 @@ class PoleConfig:
         # e.g. /run/systemd/timesync/synchronized: required as well as a plausible date
         self.clock_sync_file = d.get("clock_sync_file")
         self.spool_max_bytes = int(d.get("spool_max_bytes", 64 * 1024 * 1024))
+        # FULL: every message survives a power cut (the default, for real poles).
+        # NORMAL: survives a crash of the process, not of the machine; for simulated
+        # fleets, where hundreds of poles share one disk and one thread.
+        self.spool_synchronous = str(d.get("spool_synchronous", "FULL")).upper()
         # A driver call that takes longer is abandoned and the sensor restarted (0: no
         # isolation; saves a thread per sensor in large simulated fleets).
         self.driver_timeout_s = float(d.get("driver_timeout_s", 2.0))

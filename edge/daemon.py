@@ -69,7 +69,10 @@ class Pole:
         self.identity = load_identity(state, config.pole_id)
         self.signer = Signer(self.identity.seed, config.pole_id)
         self.spool = Spool(
-            state / "spool.sqlite", max_bytes=config.spool_max_bytes, clock=self.time.wall
+            state / "spool.sqlite",
+            max_bytes=config.spool_max_bytes,
+            clock=self.time.wall,
+            synchronous=config.spool_synchronous,
         )
         if self.spool.recovered_corrupt:
             self.health.raise_alarm("spool_recovered", "corrupt spool moved aside")

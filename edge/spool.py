@@ -40,7 +40,11 @@ class Spool:
         max_bytes: int = 64 * 1024 * 1024,
         max_age_s: float = 14 * 86400,
         clock=time.time,
+        synchronous: str = "FULL",
     ) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError("spool synchronous must be FULL or NORMAL")
+        self.synchronous = synchronous
         self.path = path
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
@@ -56,7 +60,7 @@ class Spool:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA synchronous={self.synchronous}")
         db.execute(_SCHEMA)
         return db
 

@@ -39,7 +39,8 @@ class Fleet:
         large: bool = False,
     ) -> None:
         """``large``: settings for hundreds of poles per process (no driver threads, a
-        slower pty pump, health every 5 windows)."""
+        slower pty pump, health every 5 windows, spool synchronous=NORMAL: hundreds of
+        poles share one disk here, where each real pole has its own flash)."""
         raise_fd_limit()
         self.world = World(seed=seed)
         self.work = work

@@ -54,6 +54,7 @@ class SimPole:
         sensors: str = "basic",
         driver_timeout_s: float = 2.0,
         pty_tick: float = 0.05,
+        spool_synchronous: str = "FULL",
     ) -> None:
         self.pole_id = pole_id
         self.world = world
@@ -100,6 +101,7 @@ class SimPole:
                 "mqtt": {"url": broker_url, "topic_prefix": topic_prefix, "will_delay_s": 0},
                 "sensors": sensor_cfg,
                 "driver_timeout_s": driver_timeout_s,
+                "spool_synchronous": spool_synchronous,
                 **extra,
             }
         )
