@@ -20,18 +20,11 @@ import errno
 import time
 from collections.abc import Callable
 
+from edge.drivers.sht31 import crc8
+
 MEASURE_S = 0.0155
 RESET_S = 0.0015
 STATUS_AFTER_RESET = 0x8010
-
-
-def crc8(data: bytes) -> int:
-    crc = 0xFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x31) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-    return crc
 
 
 def encode(temperature: float, humidity: float) -> bytes:
