@@ -99,10 +99,24 @@ class Rig:
         if "sleep_ms" in params:
             opts["sleep_ms"] = self._sleep_ms
 
+        self.raw: dict[str, list[float]] = {}  # what the driver returned, field by field
+
         def make() -> object:
             if desc.bus == "i2c":
-                return cls(self.bus, address=self.address, **opts)
-            return cls(self.bus, **opts)
+                drv = cls(self.bus, address=self.address, **opts)
+            else:
+                drv = cls(self.bus, **opts)
+            read = drv.read
+
+            def recording_read() -> dict | None:
+                values = read()
+                for k, v in (values or {}).items():
+                    if isinstance(v, (int, float)) and not isinstance(v, bool):
+                        self.raw.setdefault(k, []).append(v)
+                return values
+
+            drv.read = recording_read
+            return drv
 
         self.runner = SensorRunner(desc.model, desc, make, self.health, lambda: self.window)
         self.errors: list[Exception] = []
@@ -124,9 +138,14 @@ class Rig:
 
     def fresh_window(self) -> None:
         self.window = Window(0, 3600)
+        self.raw = {}
 
     def means(self) -> dict[str, float]:
-        return {k[1]: s.mean() for k, s in self.window.series.items() if s.count}
+        """Window means; for fields the window does not take (count, personal: they
+        leave, if at all, through the privacy gate) the mean of what the driver returned."""
+        out = {k: sum(v) / len(v) for k, v in self.raw.items() if v}
+        out.update({k[1]: s.mean() for k, s in self.window.series.items() if s.count})
+        return out
 
 
 def _warm_up(rig: Rig) -> int:
