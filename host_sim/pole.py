@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+import zlib
 from pathlib import Path
 
 from edge.clock import Clock
@@ -19,7 +21,10 @@ from edge.state import KEY_FILE, Identity, create_identity, load_identity
 from host_sim.devices.bme280 import BME280Sim
 from host_sim.devices.d4i import D4iSim
 from host_sim.devices.ina219 import INA219Sim
+from host_sim.devices.ld2450 import LD2450Sim, Street
 from host_sim.devices.lis3dh import LIS3DHSim
+from host_sim.devices.pms5003 import PMS5003Sim
+from host_sim.devices.probe_sniffer import ProbeSnifferSim, crowd
 from host_sim.devices.sds011 import SDS011Sim
 from host_sim.devices.sht31 import SHT31Sim
 from host_sim.i2c import SimI2C
@@ -87,6 +92,19 @@ class SimPole:
                 {"model": "ina219", "i2c_bus": "sim", "address": INA219_ADDR},
                 {"model": "d4i", "port": "sim"},
             ]
+            self.pms5003 = PMS5003Sim(world.air)
+            self.street = Street(6, 2, seed=zlib.crc32(pole_id.encode()), clock=time.monotonic)
+            self.ld2450 = LD2450Sim(self.street)
+            self.phones = crowd(25, seed=zlib.crc32(pole_id.encode()))
+            self.sniffer = ProbeSnifferSim(lambda: self.phones)
+            for model, dev in (
+                ("pms5003", self.pms5003),
+                ("ld2450", self.ld2450),
+                ("probe_sniffer", self.sniffer),
+            ):
+                port = PtySerial(dev, tick=pty_tick)
+                self.ptys.append(port)
+                sensor_cfg.append({"model": model, "port": port.path})
             extra["lamp"] = {
                 "sensor": "ina219",
                 "nominal_current": world.nominal_current,
