@@ -70,6 +70,27 @@ class MqttConfig:
         self.will_delay_s = int(d.get("will_delay_s", 10))
 
 
+class PrivacyConfig:
+    """[privacy]: how counts leave the pole (docs/privacy.md)."""
+
+    def __init__(self, d: dict) -> None:
+        self.bin_s = int(d.get("bin_s", 900))
+        self.min_bin_s = max(60, int(d.get("min_bin_s", 60)))
+        if self.bin_s < self.min_bin_s:
+            raise ConfigError(f"privacy.bin_s must be at least {self.min_bin_s} s")
+        self.k = int(d.get("k", 10))
+        self.round_to = int(d.get("round_to", 5))
+        if self.k < 1 or self.round_to < 1:
+            raise ConfigError("privacy.k and privacy.round_to must be positive")
+        self.mode = d.get("mode", "k")  # "k": suppression only; "dp": plus noise
+        if self.mode not in ("k", "dp"):
+            raise ConfigError('privacy.mode is "k" or "dp"')
+        self.epsilon = float(d.get("epsilon", 1.0))  # per bin per series
+        self.daily_epsilon = float(d.get("daily_epsilon", 24.0))
+        self.unique_devices = bool(d.get("unique_devices", False))
+        self.retention = str(d.get("retention", "spool: until acknowledged, at most 14 days"))
+
+
 class PoleConfig:
     def __init__(self, d: dict, base_dir: Path | None = None) -> None:
         base = base_dir or Path.cwd()
@@ -101,6 +122,7 @@ class PoleConfig:
         # isolation; saves a thread per sensor in large simulated fleets).
         self.driver_timeout_s = float(d.get("driver_timeout_s", 2.0))
         self.mqtt = MqttConfig(d.get("mqtt", {}))
+        self.privacy = PrivacyConfig(d.get("privacy", {}))
         alarms = d.get("alarms", {})
         self.tilt_max_deg = float(alarms.get("tilt_max_deg", 5.0))
         # [lamp]: sensor (an INA219/INA226 name), nominal_current (A), and where the

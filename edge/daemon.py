@@ -13,6 +13,7 @@ import logging
 import signal
 import sqlite3
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,13 +22,19 @@ from edge.clock import Clock
 from edge.config import ConfigError, PoleConfig, SensorConfig, load_config
 from edge.cose import Signer
 from edge.descriptors import DescriptorError, SensorDescriptor, load_sensor
+from edge.dp import discrete_laplace, epsilon_ratio
+from edge.gate import CountBins, encode_bin
+from edge.gate import bin_start as gate_bin_start
 from edge.health import Health
+from edge.ledger import BudgetLedger
+from edge.manifest import encode_manifest, output_schema, personal_source
 from edge.outbox import Outbox
 from edge.publisher import Publisher
 from edge.rotation import ANNOUNCEMENT
 from edge.sensors import AGGREGATED, SensorRunner, driver_class
 from edge.spool import Spool
 from edge.state import PersistentCounter, load_identity
+from edge.unique import UniqueCounter
 from edge.watch import LampWatch, TiltWatch, commanded_by_schedule, commanded_from_file
 from edge.window import Window, window_start
 
@@ -99,9 +106,23 @@ class Pole:
         self.health.listener = lambda _name: self._health_now.set()
         self.observers = self._watches(lamp_commanded)
         self.runners: list[SensorRunner] = []
-        series = []
+        series: list[senml.Series] = []
+        self.descriptors: list[tuple[str, SensorDescriptor]] = []
+        self.unique: dict[str, UniqueCounter] = {}
+        count_series: list[tuple[str, str]] = []
         for sc in config.sensors:
             desc = load_sensor(sc.model, config.hardware_dir)
+            self.descriptors.append((sc.name, desc))
+            personal = personal_source(desc)
+            unique = None
+            if personal is not None and config.privacy.unique_devices:
+                self.unique[sc.name] = UniqueCounter()
+                unique = (personal, self.unique[sc.name])
+                count_series.append((sc.name, "unique_devices"))
+            elif personal is None:
+                count_series += [
+                    (sc.name, k) for k, f in desc.fields.items() if f.privacy == "count"
+                ]
             cls = driver_class(desc)
             self.runners.append(
                 SensorRunner(
@@ -112,11 +133,22 @@ class Pole:
                     lambda: self.window,
                     observers=self.observers,
                     timeout_s=config.driver_timeout_s or None,
+                    count_sink=None if personal else self._count,
+                    unique=unique,
                 )
             )
             for fname, f in desc.fields.items():
                 if f.privacy in AGGREGATED:
                     series.append(senml.Series(sc.name, fname, f.senml, f.unit, f.resolution))
+        self.schema = output_schema(self.descriptors, config.privacy, config.mqtt.topic_prefix)
+        pv = config.privacy
+        self.ledger = None
+        noise = None
+        if pv.mode == "dp":
+            self.ledger = BudgetLedger(state / "privacy_ledger.sqlite", pv.daily_epsilon)
+            noise = self._dp_noise
+        self.bins = CountBins(count_series, pv.bin_s, pv.min_bin_s, pv.k, pv.round_to, noise)
+        self.bins.start = gate_bin_start(self.clock(), pv.bin_s)
         self.encoder = senml.WindowPackEncoder(config.pole_id, series)
         self.windows_sent = 0
         self._send_pending_rotation()
@@ -132,6 +164,50 @@ class Pole:
                 log.error("key rotation announcement not queued yet (%s); retried next start", exc)
             else:
                 log.info("key rotation announcement queued for the city")
+
+    def _count(self, key: tuple, n: int) -> None:
+        self.bins.add(key, n, self.clock())
+
+    def _dp_noise(self, key: tuple, start: int, true: int) -> int:
+        """Noise for one series of one bin, if the day's budget allows; else suppressed."""
+        pv = self.config.privacy
+        day = time.strftime("%Y-%m-%d", time.gmtime(start))
+        if not self.ledger.spend(day, start, "/".join(key), pv.epsilon):
+            self.health.count("dp_budget_refusals")
+            return 0  # published as "<k": nothing about this bin leaves
+        s, t = epsilon_ratio(pv.epsilon)
+        return max(0, true + discrete_laplace(s, t))
+
+    def close_bin(self) -> bytes:
+        """Close the count bin: unique-device sets are counted and destroyed, counts are
+        protected, and one pack with every count series leaves, detections or not."""
+        for name, counter in self.unique.items():
+            self.bins.add((name, "unique_devices"), counter.close(), self.clock())
+        start, values = self.bins.close(self.clock())
+        payload = encode_bin(self.config.pole_id, start, self.bins.bin_s, values)
+        return self.outbox.post("counts", payload)
+
+    async def _bins(self) -> None:
+        if not self.bins.series:
+            return
+        while True:
+            await asyncio.sleep(max(0.0, self.bins.start + self.bins.bin_s - self.clock()))
+            if self.bins.due(self.clock()):
+                self.close_bin()
+
+    def _manifest_payload(self) -> bytes:
+        day = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
+        remaining = self.ledger.remaining(day) if self.ledger else None
+        bt = int(self.clock()) if self.time.valid() else 0
+        return encode_manifest(
+            self.config.pole_id,
+            bt,
+            self.config.window_s,
+            self.descriptors,
+            self.config.privacy,
+            self.schema,
+            remaining,
+        )
 
     def _watches(self, lamp_commanded: Callable[[], bool] | None) -> list:
         """Alarm watches from the config: tilt for every LIS3DH, the lamp if configured."""
@@ -251,6 +327,8 @@ class Pole:
         tasks = [asyncio.create_task(r.run(), name=f"sensor:{r.name}") for r in self.runners]
         tasks.append(asyncio.create_task(self._windows(), name="windows"))
         tasks.append(asyncio.create_task(self._health(), name="health"))
+        tasks.append(asyncio.create_task(self._bins(), name="bins"))
+        self.outbox.post("manifest", self._manifest_payload(), retain=True)
         pub = asyncio.create_task(self.publisher.run(), name="publisher")
         try:
             await stop.wait()

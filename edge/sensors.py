@@ -102,6 +102,8 @@ class SensorRunner:
         slow_s: float = 0.5,
         observers: list | None = None,
         timeout_s: float | None = None,
+        count_sink: Callable[[tuple, int], None] | None = None,
+        unique: tuple | None = None,
     ) -> None:
         self.name = name
         self.desc = desc
@@ -115,6 +117,14 @@ class SensorRunner:
         self.timeout_s = timeout_s
         self._worker: _Worker | None = None
         self._fields = {k: f for k, f in desc.fields.items() if f.privacy in AGGREGATED}
+        # Count fields go to the clock-aligned bins of the privacy gate, never the window.
+        self._counts = (
+            {k for k, f in desc.fields.items() if f.privacy == "count"}
+            if (count_sink is not None)
+            else set()
+        )
+        self.count_sink = count_sink
+        self.unique = unique  # (personal field with addresses, UniqueCounter) or None
         self._repeats: dict[str, tuple[float, int]] = {}
         health.sensor_state(name, False)
 
@@ -139,7 +149,15 @@ class SensorRunner:
     def _accept(self, values: dict) -> None:
         window = self.current_window()
         accepted = {}
+        if self.unique is not None and values.get(self.unique[0]):
+            counter = self.unique[1]  # the one path personal data may take: into a
+            for probe in values[self.unique[0]]:  # keyed RAM-only set, per window
+                counter.add(probe[0])
         for field, value in values.items():
+            if field in self._counts:
+                if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                    self.count_sink((self.name, field), value)
+                continue
             spec = self._fields.get(field)
             if spec is None:
                 # Not declared publishable (or personal): it stops here, in RAM.

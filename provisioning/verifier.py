@@ -35,7 +35,7 @@ from provisioning.trustlist import KeyRecord, TrustList
 log = logging.getLogger(__name__)
 
 ACCEPTED_ALGS = (-8, -19)
-KINDS = ("data", "health", "birth", "death", "rotate")
+KINDS = ("data", "counts", "health", "birth", "death", "rotate", "manifest")
 
 
 class Verdict:
