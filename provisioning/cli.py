@@ -127,6 +127,32 @@ def _broker_remove(a: argparse.Namespace) -> int:
     return 0 if found else 1
 
 
+def _audit(a: argparse.Namespace) -> int:
+    from edge.config import PoleConfig, PrivacyConfig, load_config
+    from edge.descriptors import load_board, load_sensor
+    from edge.manifest import output_schema, schema_hash
+
+    if a.config:
+        cfg = load_config(a.config)
+        sensors = [(s.name, load_sensor(s.model, cfg.hardware_dir)) for s in cfg.sensors]
+        privacy, prefix = cfg.privacy, cfg.mqtt.topic_prefix
+    else:
+        board = load_board(a.board)
+        cfg = PoleConfig({"pole_id": "audit", "sensors": board["sensors"]})
+        sensors = [(s.name, load_sensor(s.model)) for s in cfg.sensors]
+        privacy, prefix = PrivacyConfig({"unique_devices": a.unique_devices}), "poles"
+    schema = output_schema(sensors, privacy, prefix)
+    if a.json:
+        print(json.dumps({"schema_sha256": schema_hash(schema), "topics": schema}, indent=2))
+        return 0
+    for topic, rows in schema.items():
+        print(topic)
+        for r in rows:
+            print(f"  {r['record'] or '-':<42} {r['unit'] or '':<8} {r['class']:<9} {r['source']}")
+    print(f"\nschema sha256 {schema_hash(schema)} (also in every pole's signed manifest)")
+    return 0
+
+
 def _verify(a: argparse.Namespace) -> int:
     from provisioning.receiver import BrokerLogin, Store, run_receiver
     from provisioning.report import format_verdict
@@ -234,6 +260,18 @@ def main(argv: list[str] | None = None) -> int:
     br.add_argument("--user", required=True)
     br.add_argument("--prefix", default="poles")
     br.set_defaults(fn=_broker_remove)
+
+    au = sub.add_parser("audit", help="every topic and field this gateway can publish")
+    src = au.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", type=Path, help="a pole's TOML file")
+    src.add_argument("--board", help="a board profile from hardware/boards/")
+    au.add_argument(
+        "--unique-devices",
+        action="store_true",
+        help="with --board: as if unique-device counting were enabled",
+    )
+    au.add_argument("--json", action="store_true")
+    au.set_defaults(fn=_audit)
 
     v = sub.add_parser("verify", help="subscribe, verify and print what poles publish")
     v.add_argument("--broker", required=True, help="mqtt://HOST:PORT")

@@ -114,6 +114,16 @@ def test_canaries_never_reach_the_broker(mosquitto, tmp_path):
     blobs.update(canaries.files(tmp_path))
     leaks = canaries.scan(blobs, plant, ssid)
     assert not leaks, leaks[:5]
+    # Egress audit against captured traffic: every data/counts record is in the schema.
+    pole = h.poles[0].pole
+    allowed = {r["record"] for rows in pole.schema.values() for r in rows if r["record"]}
+    seen = {
+        r.name.split("/", 1)[1]
+        for _, v in h.verdicts
+        if v.accepted and v.kind in ("data", "counts")
+        for r in v.records
+    }
+    assert seen and seen <= allowed, seen - allowed
 
 
 def test_the_scanner_finds_what_it_looks_for():
