@@ -33,3 +33,30 @@ def message(
 
 def topic(s: Signer, kind: str = "data") -> str:
     return f"poles/{s.pole_id}/{kind}"
+
+
+def read_through_pty(sim, driver_cls, baud: int, step_s: float = 0.5, tries: int = 50):
+    """The first reading a driver gets from a simulator on a real pty through pyserial,
+    with the simulator's clock stepped by ``step_s`` per try; None if none came."""
+    import time
+
+    from edge.bus.linux import SerialUART
+    from host_sim.serial_pty import PtySerial
+
+    t = [0.0]
+    pty = PtySerial(sim, clock=lambda: t[0])
+    uart = SerialUART(pty.path, baud)
+    try:
+        drv = driver_cls(uart)
+        drv.start()
+        for _ in range(tries):
+            t[0] += step_s
+            pty.pump()
+            time.sleep(0.01)
+            got = drv.read()
+            if got:
+                return got
+        return None
+    finally:
+        uart.close()
+        pty.close()

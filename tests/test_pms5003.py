@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.bus.linux import SerialUART
 from edge.drivers.pms5003 import PMS5003, command
 from edge.errors import ChecksumError, FrameError
 from host_sim.devices.pms5003 import PMS5003Sim, frame
-from host_sim.serial_pty import LoopbackUART, PtySerial
+from host_sim.serial_pty import LoopbackUART
+from tests.helpers import read_through_pty
 
 VALUES = {
     "pm1_0": 8,
@@ -105,21 +103,4 @@ def test_sleep_wake_and_passive_mode():
 
 
 def test_through_a_real_pty():
-    t = [0.0]
-    sim = PMS5003Sim(lambda: VALUES)
-    pty = PtySerial(sim, clock=lambda: t[0])
-    uart = SerialUART(pty.path, 9600)
-    try:
-        drv = PMS5003(uart)
-        got = None
-        for _ in range(50):
-            t[0] += 1.0
-            pty.pump()
-            time.sleep(0.01)
-            got = drv.read() or got
-            if got:
-                break
-        assert got == VALUES
-    finally:
-        uart.close()
-        pty.close()
+    assert read_through_pty(PMS5003Sim(lambda: VALUES), PMS5003, 9600, step_s=1.0) == VALUES

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.bus.linux import SerialUART
 from edge.drivers.sds011 import SDS011, command
 from edge.errors import ChecksumError, FrameError, Implausible
 from host_sim.devices.sds011 import SDS011Sim
-from host_sim.serial_pty import LoopbackUART, PtySerial
+from host_sim.serial_pty import LoopbackUART
+from tests.helpers import read_through_pty
 
 VECTOR = bytes.fromhex("AAC07B00C80160A145AB")
 
@@ -99,24 +99,5 @@ def test_query_mode():
 
 
 def test_through_a_real_pty_with_pyserial():
-    t = [0.0]
     sim = SDS011Sim(lambda: {"pm2_5": 7.5, "pm10": 9.9})
-    pty = PtySerial(sim, clock=lambda: t[0])
-    uart = SerialUART(pty.path, 9600)
-    try:
-        drv = SDS011(uart)
-        drv.start()
-        got = None
-        for _ in range(50):
-            t[0] += 0.5
-            pty.pump()
-            import time
-
-            time.sleep(0.01)
-            got = drv.read() or got
-            if got:
-                break
-        assert got == {"pm2_5": 7.5, "pm10": 9.9}
-    finally:
-        uart.close()
-        pty.close()
+    assert read_through_pty(sim, SDS011, 9600) == {"pm2_5": 7.5, "pm10": 9.9}

@@ -1,4 +1,5 @@
 """A minimal test runner for MicroPython: every test_* function of the given modules."""
+
 import sys
 
 

@@ -1,4 +1,5 @@
 """The WebAssembly port has no os.urandom (boards do): give it one for the tests only."""
+
 import os
 
 if not hasattr(os, "urandom"):

@@ -1,4 +1,5 @@
 """Drivers under MicroPython against a machine stand-in fed with the reference vectors."""
+
 import mpyshim  # noqa: F401
 
 import machine
@@ -25,9 +26,9 @@ def test_sds011_reference_frame():
 def test_bme280_reference_vector():
     regs = bytearray(256)
     regs[0xD0] = 0x60
-    regs[0x88:0x88 + 24] = CAL_TP
+    regs[0x88 : 0x88 + 24] = CAL_TP
     regs[0xA1] = CAL_H1
-    regs[0xE1:0xE1 + 7] = CAL_H
+    regs[0xE1 : 0xE1 + 7] = CAL_H
     regs[0xF7:0xFF] = bytes.fromhex("4FC9B08132 00764A".replace(" ", ""))
     drv = BME280(machine.I2C({0x76: regs}))
     drv.start()
@@ -52,10 +53,10 @@ def test_sht31_crc_vector():
 def test_sht31_reference_vector():
     regs = bytearray(256)
     regs[0:6] = bytes.fromhex("637989733301")
-    regs[0x24:0x24 + 3] = bytes((0x80, 0x10, crc8(b"\x80\x10")))  # status after reset
+    regs[0x24 : 0x24 + 3] = bytes((0x80, 0x10, crc8(b"\x80\x10")))  # status after reset
     i2c = machine.I2C({0x44: regs})
     drv = SHT31(i2c, clock=lambda: 0, sleep_ms=lambda ms: None)
-    i2c.readfrom = lambda addr, n, stop=True: bytes(regs[0x24:0x24 + n])
+    i2c.readfrom = lambda addr, n, stop=True: bytes(regs[0x24 : 0x24 + n])
     drv.start()
     i2c.readfrom = lambda addr, n, stop=True: bytes(regs[0:n])
     drv._t_trigger = -100
