@@ -18,7 +18,9 @@ def randbelow(n):
     """Uniform integer in [0, n) from the OS's secure source, by rejection."""
     if n <= 1:
         return 0
-    nbytes = (n.bit_length() + 7) // 8
+    nbytes = 1  # (n.bit_length() + 7) // 8, which MicroPython lacks
+    while n >= 256**nbytes:
+        nbytes += 1
     limit = (256**nbytes // n) * n
     while True:
         r = int.from_bytes(os.urandom(nbytes), "big")

@@ -15,6 +15,7 @@ Portable to MicroPython.
 """
 
 import struct
+import sys
 
 from edge import cbor
 
@@ -78,6 +79,41 @@ def _stats_packer(p_mean, p_min, p_max, p_count):
 
         return pack
 
+
+def round_exact(x, ndigits):
+    """CPython's ``round(x, ndigits)`` (0 <= ndigits <= 15): the exact binary value of
+    ``x`` rounded half-to-even to ``ndigits`` decimals, then the nearest double.
+
+    MicroPython's ``round`` scales by 10**ndigits in floating point first, so it differs
+    in the last decimal for about one window mean in twenty (16.085 -> 16.08, where
+    CPython gives 16.09) and the packs would no longer be byte-identical. Integers only.
+    """
+    bits = struct.unpack(">Q", struct.pack(">d", x))[0]
+    exp = (bits >> 52) & 0x7FF
+    if exp == 0x7FF:  # NaN and infinities round to themselves
+        return x
+    mant = bits & 0xFFFFFFFFFFFFF
+    if exp:
+        mant |= 1 << 52
+    else:
+        exp = 1  # subnormal
+    shift = 1075 - exp  # |x| = mant / 2**shift
+    if shift <= 0:  # already an integer
+        return x
+    scaled = mant * 10**ndigits
+    q = scaled >> shift
+    rem = scaled - (q << shift)
+    half = 1 << (shift - 1)
+    if rem > half or (rem == half and q & 1):
+        q += 1
+    if q > 1 << 53:  # finer than x's own precision: the nearest double is x itself
+        return x
+    r = float(q) / float(10**ndigits)  # both exact, so one correctly rounded division
+    return -r if bits >> 63 else r
+
+
+# CPython's round is already exact (and faster); elsewhere use the integer version.
+_round = round if sys.implementation.name == "cpython" else round_exact
 
 # Counts are almost always small: their CBOR heads, precomputed.
 _SMALL_UINT = [cbor.encode_int(i) for i in range(256)]
@@ -147,7 +183,7 @@ class WindowPackEncoder:
                 s.pack(
                     s.p_mean,
                     0xFB,
-                    round(st.total / n, s.decimals),
+                    _round(st.total / n, s.decimals),
                     s.p_min,
                     0xFB,
                     st.lo,

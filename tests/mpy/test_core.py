@@ -1,11 +1,16 @@
-"""The portable core under MicroPython: byte-identical SenML/CBOR to CPython's vectors."""
+"""The portable core under MicroPython: byte-identical SenML/CBOR to CPython's vectors,
+windows, the privacy gate's counting and suppression, DP noise, HMAC, health, lamp state."""
 
 import mpyshim  # noqa: F401  (os.urandom on the WebAssembly port)
+import struct
 
-from edge import cbor, senml
-from edge.gate import encode_bin, protect
+import vectors
+from edge import cbor, dp, senml
+from edge.gate import CountBins, encode_bin, protect, sum_protected
+from edge.health import Health
+from edge.lamp import LampMonitor
 from edge.unique import UniqueCounter, hmac_sha256
-from edge.window import Window
+from edge.window import Window, window_start
 
 PACK = (
     "85a5216b6e6c2d65782d303030312f221a6b49d200006677696e646f7701617302183ca30077626d65"
@@ -21,6 +26,28 @@ BIN = (
 )
 CBOR = "d2844101a10127617884fb3ff800000000000021f6f5"
 HMAC = "171e30afd606b7941882dfc7a513bd4ff2eb154230fc89e7b94bd6dea8059486"
+
+
+def _check(name, got, want):
+    if got.hex() != want:
+        raise AssertionError("%s: got %s, want %s" % (name, got.hex(), want))
+
+
+def test_cbor_vectors():
+    assert len(vectors.cbor_cases()) == len(vectors.CBOR_HEX)
+    for name, value in vectors.cbor_cases():
+        _check(name, cbor.dumps(value), vectors.CBOR_HEX[name])
+
+
+def test_window_pack_vectors():
+    assert len(vectors.window_cases()) == len(vectors.WINDOW_HEX) >= 3
+    for case in vectors.window_cases():
+        _check(case[0], vectors.encode_window_case(case), vectors.WINDOW_HEX[case[0]])
+
+
+def test_gate_and_health_vectors():
+    for name, data in vectors.other_cases():
+        _check(name, data, vectors.OTHER_HEX[name])
 
 
 def test_senml_window_pack_is_byte_identical():
@@ -43,11 +70,51 @@ def test_cbor_vector():
     assert data.hex() == CBOR
 
 
+def test_round_is_cpythons():
+    # MicroPython's own round() gives 16.08, 11.3, 34.56 here; CPython's (and ours) not.
+    assert senml._round is senml.round_exact
+    for x, d, want in (
+        (16.085, 2, 16.09),
+        (11.295, 2, 11.29),
+        (34.555, 2, 34.55),
+        (2.675, 2, 2.67),
+        (0.125, 2, 0.12),
+        (0.375, 2, 0.38),
+        (2.5, 0, 2.0),
+        (1e300, 3, 1e300),
+        (123.456, 9, 123.456),
+        (5e-324, 2, 0.0),
+    ):
+        got = senml.round_exact(x, d)
+        assert struct.pack(">d", got) == struct.pack(">d", want), (x, d, got)
+    assert struct.pack(">d", senml.round_exact(-0.004, 2)) == b"\x80" + bytes(7)
+    nan = senml.round_exact(float("nan"), 2)
+    assert nan != nan and senml.round_exact(float("-inf"), 1) == float("-inf")
+
+
 def test_small_counts_identical():
     packs = set()
     for c in range(10):
         packs.add(encode_bin("p", 0, 900, [(("r", "people"), protect(c))]))
     assert len(packs) == 1
+    assert [protect(c) for c in (10, 12, 13, 17, 18)] == [10, 10, 15, 15, 20]
+    assert sum_protected(["<10", 15, 20, "<10"]) == 35
+
+
+def test_count_bins_publish_every_series_and_forget():
+    bins = CountBins([("r", "people"), ("r", "bicycles")], bin_s=900)
+    assert not bins.due(100)
+    bins.add(("r", "people"), 12, 100)
+    bins.add(("x", "undeclared"), 99, 110)
+    assert bins.due(900) and not bins.due(899)
+    start, values = bins.close(905)
+    assert start == 0 and values == [(("r", "people"), 10), (("r", "bicycles"), "<10")]
+    assert bins.close(1805)[1] == [(("r", "people"), "<10"), (("r", "bicycles"), "<10")]
+    try:
+        CountBins([("r", "people")], bin_s=30)
+    except ValueError:
+        return
+    raise AssertionError("a 30 s bin was accepted")
 
 
 def test_window_statistics():
@@ -56,6 +123,7 @@ def test_window_statistics():
         w.add(("s", "f"), v)
     st = w.series[("s", "f")]
     assert (st.count, st.lo, st.hi, st.mean()) == (3, 1.0, 3.0, 2.0)
+    assert w.end == 60 and window_start(1799999999.5, 60) == 1799999940
 
 
 def test_hmac_and_unique_counter():
@@ -65,3 +133,38 @@ def test_hmac_and_unique_counter():
         u.add(bytes([2, 0, 0, 0, 0, i]))
         u.add(bytes([2, 0, 0, 0, 0, i]))
     assert u.close() == 5 and u.close() == 0
+
+
+def test_dp_noise_runs_and_is_centred():
+    # randbelow needed int.bit_length(), which MicroPython lacks.
+    assert dp.epsilon_ratio(0.5) == (1, 2)
+    for n in (2, 255, 256, 257, 65536, 2**40 + 3):
+        for _ in range(20):
+            assert 0 <= dp.randbelow(n) < n
+    draws = [dp.discrete_laplace(1, 2) for _ in range(400)]
+    assert all(isinstance(k, int) for k in draws)
+    assert abs(sum(draws) / len(draws)) < 1.0 and len(set(draws)) > 3
+
+
+def test_health_records_sorted():
+    h = Health()
+    h.count("b")
+    h.count("a", 2)
+    h.sensor_state("z", True)
+    assert h.raise_alarm("x", "why") and not h.raise_alarm("x")
+    recs = h.records()
+    assert recs[0] == [(0, "sensor/z/up"), (4, True)]
+    assert recs[1] == [(0, "counter/a"), (1, "count"), (2, 2)]
+    assert h.clear_alarm("x") and not h.clear_alarm("x")
+
+
+def test_lamp_monitor_states():
+    lamp = LampMonitor(1.0, debounce_s=1.0, settle_s=2.0)
+    assert lamp.update(True, 0.0, 0.0) == "settling"
+    assert lamp.update(True, 0.95, 2.5) == "settling"
+    assert lamp.update(True, 0.95, 3.6) == "burning"
+    assert lamp.update(True, 0.02, 4.0) == "burning"
+    assert lamp.update(True, 0.02, 5.1) == "failed"
+    assert lamp.update(False, 0.5, 6.0) == "settling"
+    assert lamp.update(False, 0.5, 8.5) == "settling"
+    assert lamp.update(False, 0.5, 9.5) == "day_burner"
