@@ -32,11 +32,16 @@ def test_sixty_second_outage_every_reading_verified_exactly_once(tmp_path):
         broker.stop()
         await asyncio.sleep(60)  # sensors keep producing; the spool holds everything
         broker.start()
-        # Reconnect backoff (up to 30 s) plus the drain: wait for the spool to empty.
-        spool = h.poles[0].pole.spool
-        for _ in range(90):
+        # Both the pole and the verifier reconnect with backoff (up to 30 s each), then
+        # the backlog drains: wait until the verifier has every window sealed so far.
+        pole = h.poles[0].pole
+        for _ in range(150):
             await asyncio.sleep(1)
-            if spool.depth() == 0 and h.poles[0].pole.publisher.connected.is_set():
+            if (
+                pole.spool.depth() == 0
+                and pole.publisher.connected.is_set()
+                and len(h.accepted(kind="data")) >= pole.windows_sent - 1
+            ):
                 break
         await asyncio.sleep(2)
         await h.stop(settle=3)

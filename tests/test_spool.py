@@ -43,3 +43,15 @@ def test_corrupt_file_is_moved_aside(tmp_path):
     assert any(p.name.startswith("s.sqlite.corrupt-") for p in tmp_path.iterdir())
     sp.put("t", b"x", "data")
     assert sp.depth() == 1
+
+
+def test_ids_never_repeat_even_after_the_spool_empties(tmp_path):
+    """The publisher's live/backlog cursors compare ids: a reused id would be skipped."""
+    sp = Spool(tmp_path / "s.sqlite")
+    first = [sp.put("t", b"x", "data") for _ in range(5)]
+    sp.ack(*first)
+    assert sp.depth() == 0
+    again = sp.put("t", b"y", "data")
+    assert again > max(first)
+    sp.close()
+    assert Spool(tmp_path / "s.sqlite").put("t", b"z", "data") > again
