@@ -111,6 +111,18 @@ class PoleConfig:
             raise ConfigError("window_s must be between 1 and 86400 seconds")
         self.health_s = int(d.get("health_s", max(self.window_s, 10)))
         self.board = d.get("board")
+        # [location] lat/lon (WGS84 degrees), set by provisioning; published in the birth
+        # message so the city's platform places the pole on the map without a lookup.
+        loc = d.get("location") or {}
+        self.location: tuple[float, float] | None = None
+        if loc:
+            try:
+                lat, lon = float(loc["lat"]), float(loc["lon"])
+            except (KeyError, TypeError, ValueError):
+                raise ConfigError("[location] needs lat and lon in degrees") from None
+            if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+                raise ConfigError(f"[location] lat {lat}, lon {lon}: out of range")
+            self.location = (lat, lon)
         # e.g. /run/systemd/timesync/synchronized: required as well as a plausible date
         self.clock_sync_file = d.get("clock_sync_file")
         self.spool_max_bytes = int(d.get("spool_max_bytes", 64 * 1024 * 1024))

@@ -264,8 +264,19 @@ class Pole:
                 [(0, "software"), (3, "lightpole-edge " + __version__)],
                 [(0, "sensors"), (3, sensors)],
                 [(0, "window"), (1, "s"), (2, self.config.window_s)],
+                *self._location_records(),
             ]
         )
+
+    def _location_records(self) -> list[list[tuple[int, object]]]:
+        """RFC 8428 registers the units "lat" and "lon" (degrees, WGS84)."""
+        if self.config.location is None:
+            return []
+        lat, lon = self.config.location
+        return [
+            [(0, "location/lat"), (1, "lat"), (2, lat)],
+            [(0, "location/lon"), (1, "lon"), (2, lon)],
+        ]
 
     def _death_payload(self, bdseq: int) -> bytes:
         return senml.encode_pack([[*self._base(), (0, "bdSeq"), (2, bdseq)]])

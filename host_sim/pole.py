@@ -60,7 +60,10 @@ class SimPole:
         driver_timeout_s: float = 2.0,
         pty_tick: float = 0.05,
         spool_synchronous: str = "FULL",
+        config_overrides: dict | None = None,
     ) -> None:
+        """``config_overrides``: keys merged into the pole's config (``mqtt`` is merged
+        key by key), e.g. what provisioning wrote: credentials, location, board."""
         self.pole_id = pole_id
         self.world = world
         self.identity = ensure_identity(state_dir, pole_id)
@@ -110,19 +113,20 @@ class SimPole:
                 "nominal_current": world.nominal_current,
                 "debounce_s": 2.0,
             }
-        self.config = PoleConfig(
-            {
-                "pole_id": pole_id,
-                "state_dir": str(state_dir),
-                "window_s": window_s,
-                "health_s": health_s or max(window_s * 3, 10),
-                "mqtt": {"url": broker_url, "topic_prefix": topic_prefix, "will_delay_s": 0},
-                "sensors": sensor_cfg,
-                "driver_timeout_s": driver_timeout_s,
-                "spool_synchronous": spool_synchronous,
-                **extra,
-            }
-        )
+        cfg: dict = {
+            "pole_id": pole_id,
+            "state_dir": str(state_dir),
+            "window_s": window_s,
+            "health_s": health_s or max(window_s * 3, 10),
+            "mqtt": {"url": broker_url, "topic_prefix": topic_prefix, "will_delay_s": 0},
+            "sensors": sensor_cfg,
+            "driver_timeout_s": driver_timeout_s,
+            "spool_synchronous": spool_synchronous,
+            **extra,
+        }
+        for key, value in (config_overrides or {}).items():
+            cfg[key] = {**cfg[key], **value} if key == "mqtt" else value
+        self.config = PoleConfig(cfg)
         commanded = getattr(world, "lamp_commanded", None)
         self.pole = Pole(
             self.config, open_bus=self._open_bus, clock=clock, lamp_commanded=commanded

@@ -84,6 +84,28 @@ class BrokerAuth:
         self._write(users, readers)
         return password
 
+    def set_hash(self, user: str, pw_hash: str) -> None:
+        """Install a password hash made elsewhere (an offline registration synced later)."""
+        if not pw_hash.startswith("$7$") or ":" in pw_hash or "\n" in pw_hash:
+            raise ValueError(f"{user}: not a Mosquitto $7$ password hash")
+        users = self._users()
+        users[user] = pw_hash
+        self._write(users, self._readers())
+
+    def has_user(self, user: str) -> bool:
+        return user in self._users()
+
+    def check(self, user: str, password: str) -> bool:
+        """Does ``password`` match ``user``'s hash? (What Mosquitto will decide.)"""
+        h = self._users().get(user)
+        if not h:
+            return False
+        try:
+            _, _, iterations, salt, _ = h.split("$")
+            return password_hash(password, base64.b64decode(salt), int(iterations)) == h
+        except ValueError:
+            return False
+
     def remove(self, user: str) -> bool:
         users = self._users()
         found = users.pop(user, None) is not None

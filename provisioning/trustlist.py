@@ -32,6 +32,17 @@ CREATE TABLE IF NOT EXISTS keys (
 """
 
 
+_TECH_SCHEMA = """
+CREATE TABLE IF NOT EXISTS technicians (
+    kid TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+    added REAL NOT NULL
+)
+"""
+
+
 class TrustError(ValueError):
     """A trust-list operation cannot be done; the message says why and what to do."""
 
@@ -76,6 +87,7 @@ class TrustList:
         self.db = sqlite3.connect(path)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(_SCHEMA)
+        self.db.execute(_TECH_SCHEMA)
         self.db.commit()
 
     def close(self) -> None:
@@ -120,6 +132,36 @@ class TrustList:
                     (time.time(), pole_id),
                 )
         return cur.rowcount
+
+    def active_keys(self, pole_id: str) -> list[KeyRecord]:
+        return [r for r in self.records() if r.pole_id == pole_id and r.active]
+
+    # -- technicians: whose signed offline registrations the city accepts ---------------
+    def add_technician(self, name: str, public_key: bytes) -> str:
+        if len(public_key) != 32:
+            raise TrustError(f"technician {name}: an Ed25519 public key is 32 bytes")
+        kid = kid_for(public_key).hex()
+        with self.db:
+            self.db.execute(
+                "INSERT OR IGNORE INTO technicians (kid, name, public_key, status, added) "
+                "VALUES (?, ?, ?, 'active', ?)",
+                (kid, name, public_key.hex(), time.time()),
+            )
+        return kid
+
+    def revoke_technician(self, name: str) -> int:
+        with self.db:
+            cur = self.db.execute(
+                "UPDATE technicians SET status='revoked' WHERE name=? AND status='active'", (name,)
+            )
+        return cur.rowcount
+
+    def technician(self, kid: bytes) -> tuple[str, bytes, str] | None:
+        """(name, public key, status) of a technician key, or None if unknown."""
+        row = self.db.execute(
+            "SELECT name, public_key, status FROM technicians WHERE kid=?", (kid.hex(),)
+        ).fetchone()
+        return (row[0], bytes.fromhex(row[1]), row[2]) if row else None
 
     def records(self) -> list[KeyRecord]:
         rows = self.db.execute(

@@ -1,0 +1,271 @@
+"""``pole-admin commission POLE``: does the pole work, before the technician drives off?
+
+Listens through the broker to the pole's signed messages, verifies each against the
+trust list (exactly as the city's platform will), and checks:
+
+- its messages verify (signature, known and active key, fresh counters);
+- birth and manifest arrived (software version, location, installed sensors);
+- every installed sensor is up and delivers values (counting sensors: up in health);
+- values are plausible for a street: climate within range, tilt within the limit;
+- no alarm is raised: a tilted pole, a lamp whose current does not match its command
+  (lamp_failed, lamp_day_burner, lamp_degraded), a missing sensor, a full disk.
+
+It waits for two data windows (the first may be partial) and a health message after
+them, or gives up after ``timeout_s``. The report is printed and saved as text and JSON
+for the technician to hand over. Each failed line says what to do about it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+from provisioning.verifier import Verdict
+
+# What a street can plausibly show (SenML field name -> (low, high)); wider than this is a
+# broken or misplaced sensor even where the sensor itself could measure it.
+PLAUSIBLE = {
+    "temperature": (-30.0, 50.0),
+    "humidity": (1.0, 100.0),
+    "pressure": (90000.0, 106000.0),
+    "pm2_5": (0.0, 500.0),
+    "pm10": (0.0, 600.0),
+    "pm1_0": (0.0, 500.0),
+    "voltage": (5.0, 260.0),
+    "supplyVoltage": (100.0, 260.0),
+    "driverTemperature": (-30.0, 90.0),
+}
+COUNT_ONLY = ("ld2450", "probe_sniffer")
+ADVICE = {
+    "pole_tilted": "the pole leans: check the foundation and the sensor's mounting before leaving",
+    "lamp_failed": "the lamp does not burn although commanded on: check lamp, driver and fuse",
+    "lamp_day_burner": "the lamp burns although commanded off: check the switching relay",
+    "lamp_degraded": "the lamp draws too little current: check the LED module",
+    "spool_unwritable": "the controller's storage is full or read-only: check the SD card",
+    "broker_unreachable": "the pole cannot reach the broker: check network and credentials",
+}
+
+
+class Check:
+    __slots__ = ("name", "ok", "detail")
+
+    def __init__(self, name: str, ok: bool, detail: str) -> None:
+        self.name = name
+        self.ok = ok
+        self.detail = detail
+
+
+class Commissioning:
+    """Collects one pole's verified messages and judges them."""
+
+    def __init__(self, pole_id: str, tilt_max_deg: float = 5.0, min_data: int = 2) -> None:
+        self.pole_id = pole_id
+        self.tilt_max = tilt_max_deg
+        self.min_data = min_data
+        self.birth: Verdict | None = None
+        self.manifest: Verdict | None = None
+        self.data: list[Verdict] = []
+        self.health: list[Verdict] = []  # health after the min_data-th data message
+        self.rejected: list[str] = []
+        self.accepted = 0
+        self.started = time.time()
+
+    def observe(self, topic: str, v: Verdict) -> None:
+        parts = topic.split("/")
+        if len(parts) < 3 or parts[-2] != self.pole_id:
+            return
+        if v.status == "rejected":
+            self.rejected.append(v.reason)
+            return
+        if v.status != "accepted":
+            return
+        self.accepted += 1
+        if v.kind == "birth":
+            self.birth = v
+        elif v.kind == "manifest":
+            self.manifest = v
+        elif v.kind == "data":
+            self.data.append(v)
+        elif v.kind == "health" and len(self.data) >= self.min_data:
+            self.health.append(v)
+
+    def complete(self) -> bool:
+        return bool(self.manifest and len(self.data) >= self.min_data and self.health)
+
+    # -- judgement --------------------------------------------------------------------
+    def _field(self, v: Verdict, suffix: str) -> dict[str, object]:
+        """{record name without the pole's base name: value} of one message."""
+        cut = len(self.pole_id) + 1
+        return {r.name[cut:]: r.value for r in v.records if r.name.endswith(suffix) or not suffix}
+
+    def sensors(self) -> dict[str, str]:
+        """name -> model, from the signed manifest (what was installed and configured)."""
+        if self.manifest is None:
+            return {}
+        rec = self._field(self.manifest, "/model")
+        return {k.split("/")[1]: str(val) for k, val in rec.items() if k.startswith("sensor/")}
+
+    def checks(self) -> list[Check]:
+        out = []
+        n_rej = len(self.rejected)
+        if self.accepted:
+            extra = f"; {n_rej} rejected ({self.rejected[0]})" if n_rej else ""
+            out.append(Check("messages verify", True, f"{self.accepted} verified{extra}"))
+        else:
+            why = (
+                f"{n_rej} rejected, first: {self.rejected[0]}: is the pole registered "
+                "(pole-admin trust sync) and is the trust list current?"
+                if n_rej
+                else "nothing arrived: is the pole powered, online, and are its broker "
+                "credentials loaded (reload Mosquitto)?"
+            )
+            out.append(Check("messages verify", False, why))
+        if self.birth:
+            b = self._field(self.birth, "")
+            loc = (b.get("location/lat"), b.get("location/lon"))
+            where = f"at {loc[0]}, {loc[1]}" if loc[0] is not None else "no location configured"
+            out.append(Check("birth", True, f"{b.get('software', '?')}, {where}"))
+        else:
+            out.append(Check("birth", False, "no birth message: the daemon did not connect"))
+        sensors = self.sensors()
+        out.append(
+            Check(
+                "manifest",
+                bool(sensors),
+                ", ".join(f"{k} ({m})" for k, m in sensors.items()) or "no signed manifest",
+            )
+        )
+        health = self._field(self.health[-1], "") if self.health else {}
+        data = self.data[-1] if len(self.data) >= self.min_data else None
+        values = self._field(data, "/mean") if data else {}
+        # Samples per sensor over every window seen: slow sensors (a D4i bridge polled
+        # every 10 s) can miss a single short window without being absent.
+        samples: dict[str, int] = {}
+        for d in self.data:
+            for k, c in self._field(d, "/count").items():
+                sensor = k.split("/")[0]
+                samples[sensor] = max(samples.get(sensor, 0), int(c))  # type: ignore[call-overload]
+        for name, model in sensors.items():
+            up = health.get(f"sensor/{name}/up")
+            n = samples.get(name, 0)
+            if model in COUNT_ONLY:
+                ok = up is True
+                detail = "counting" if ok else "not answering: check its cable and connector"
+            else:
+                ok = up is True and n > 0
+                detail = (
+                    f"up, {n} sample(s) per window"
+                    if ok
+                    else "not answering: check its cable and connector, then commission again"
+                )
+            out.append(Check(f"sensor {name} present", ok, detail))
+        for key, value in sorted(values.items()):
+            sensor, field = key.split("/")[0], key.split("/")[1]
+            if field == "tilt":
+                ok = float(value) <= self.tilt_max  # type: ignore[arg-type]
+                detail = f"{float(value):.1f} deg (limit {self.tilt_max:g})"  # type: ignore[arg-type]
+                if not ok:
+                    detail += ": " + ADVICE["pole_tilted"]
+                out.append(Check(f"{sensor} tilt", ok, detail))
+            elif field in PLAUSIBLE:
+                lo, hi = PLAUSIBLE[field]
+                ok = lo <= float(value) <= hi  # type: ignore[arg-type]
+                detail = f"{float(value):.2f} (plausible {lo:g}..{hi:g})"  # type: ignore[arg-type]
+                if not ok:
+                    detail += ": sensor broken, misplaced or misconfigured"
+                out.append(Check(f"{sensor} {field}", ok, detail))
+        lamp_sensors = [n for n, m in sensors.items() if m in ("ina219", "ina226")]
+        if lamp_sensors and self.health:
+            current = values.get(f"{lamp_sensors[0]}/current/mean")
+            bad = [a for a in ADVICE if a.startswith("lamp_") and health.get(f"alarm/{a}")]
+            shown = f"{float(current):.2f} A" if current is not None else "no reading"  # type: ignore[arg-type]
+            out.append(
+                Check(
+                    "lamp matches its command",
+                    not bad and current is not None,
+                    f"current {shown}" + (f"; {', '.join(bad)}" if bad else ", no lamp alarm"),
+                )
+            )
+        alarms = sorted(
+            k.split("/")[1]
+            for k, val in health.items()
+            if k.startswith("alarm/") and not k.endswith("/detail") and val is True
+        )
+        if self.health:
+            for a in alarms:
+                detail = str(health.get(f"alarm/{a}/detail", ""))
+                advice = ADVICE.get(a) or (
+                    f"sensor {a[:-8]} stopped answering: check its cable and connector"
+                    if a.endswith("_missing")
+                    else "see docs/technician.md"
+                )
+                out.append(Check(f"alarm {a}", False, f"{detail}: {advice}".lstrip(": ")))
+            if not alarms:
+                out.append(Check("alarms", True, "none raised"))
+        else:
+            out.append(Check("health", False, "no health message after two data windows"))
+        return out
+
+    def passed(self) -> bool:
+        return self.complete() and all(c.ok for c in self.checks())
+
+    def report(self) -> str:
+        checks = self.checks()
+        verdict = "PASS" if self.passed() else "FAIL"
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        width = max(len(c.name) for c in checks)
+        lines = [f"Commissioning report for pole {self.pole_id}, {stamp}", ""]
+        for c in checks:
+            lines.append(f"  {'ok  ' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}")
+        if not self.complete():
+            lines.append(
+                f"  FAIL  {'complete':<{width}}  timed out: got {len(self.data)} data "
+                f"window(s), {len(self.health)} health message(s) after them, manifest "
+                f"{'yes' if self.manifest else 'no'}"
+            )
+        lines += ["", f"Result: {verdict}"]
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> dict:
+        return {
+            "pole_id": self.pole_id,
+            "result": "pass" if self.passed() else "fail",
+            "complete": self.complete(),
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks()],
+        }
+
+    def save(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        stem = f"commission-{self.pole_id}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        (directory / f"{stem}.json").write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        path = directory / f"{stem}.txt"
+        path.write_text(self.report())
+        return path
+
+
+async def commission(
+    pole_id: str,
+    broker_url: str,
+    verifier: object,
+    login: object = None,
+    timeout_s: float = 120.0,
+    tilt_max_deg: float = 5.0,
+) -> Commissioning:
+    """Listen until the pole's messages are complete (or ``timeout_s``) and judge them."""
+    from provisioning.receiver import run_receiver
+
+    job = Commissioning(pole_id, tilt_max_deg=tilt_max_deg)
+    stop = asyncio.Event()
+
+    def on(topic: str, v: Verdict) -> None:
+        job.observe(topic, v)
+        if job.complete():
+            stop.set()
+
+    loop = asyncio.get_running_loop()
+    loop.call_later(timeout_s, stop.set)
+    await run_receiver(broker_url, verifier, on, stop, login=login)  # type: ignore[arg-type]
+    return job

@@ -1,0 +1,416 @@
+"""Issue 7: a technician provisions a simulated pole over its serial console (a real pty),
+commissions it through a real Mosquitto, replaces its controller and decommissions it.
+
+Everything goes through the console scripts a technician would type, as subprocesses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge.console import REQUEST, RESPONSE, ConsoleAgent, crc, frame, unframe
+from edge.cose import Signer, cti_bytes
+from edge.state import load_identity
+from host_sim.broker import Mosquitto
+from host_sim.controller import SimController
+from host_sim.world import World
+from provisioning.broker_auth import BrokerAuth
+from provisioning.trustlist import TrustList, load_keys
+from provisioning.verifier import Verifier
+
+BIN = Path(sys.executable).parent
+POLE = "nl-test-00001"
+
+
+def admin(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    r = subprocess.run(
+        [str(BIN / "pole-admin"), *args], capture_output=True, text=True, timeout=timeout
+    )
+    if check and r.returncode != 0:
+        raise AssertionError(f"pole-admin {' '.join(args)} -> {r.returncode}\n{r.stdout}{r.stderr}")
+    return r
+
+
+def provision_args(ctl: SimController, work: Path, pole: str = POLE, *extra: str) -> list[str]:
+    return [
+        "--port", ctl.port, "--lat", "51.4416", "--lon", "5.4697", "--board", "sim-pole-full",
+        "--broker-url", "mqtt://127.0.0.1:1", "--label-dir", str(work / "labels"),
+        "--window-s", "5", *extra,
+    ]  # fmt: skip
+
+
+def online(work: Path) -> list[str]:
+    return ["--trust-db", str(work / "trust.sqlite"), "--broker-dir", str(work / "auth")]
+
+
+@pytest.fixture
+def controller(tmp_path: Path):
+    ctl = SimController(tmp_path / "controller", World(seed=7).pole(0)).start_console()
+    yield ctl
+    ctl.close()
+
+
+def controller_password(ctl: SimController) -> str:
+    return (ctl.state_dir / "mqtt.password").read_text().strip()
+
+
+# -- the console protocol ------------------------------------------------------------------
+@given(
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=200)
+    .map(str.strip)
+    .filter(bool)
+)
+def test_frames_round_trip_and_any_damage_is_detected(body):
+    """Bodies are '<seq> <COMMAND> <json>': printable ASCII, never blank at either end."""
+    line = frame(REQUEST, body).decode()
+    assert unframe(REQUEST, line) == body
+    assert unframe(RESPONSE, line) is None  # not ours: skipped
+    i = 4 + len(body) // 2
+    damaged = line[:i] + chr(ord(line[i]) ^ 1) + line[i + 1 :]
+    with pytest.raises(ValueError, match="CRC"):
+        unframe(REQUEST, damaged)
+
+
+@given(st.text(max_size=300))
+def test_console_agent_never_raises_on_garbage(tmp_path_factory, text):
+    agent = ConsoleAgent(tmp_path_factory.mktemp("c") / "state", Path("/nonexistent/pole.toml"))
+    out = agent.handle(text)
+    assert out is None or out.startswith(RESPONSE.encode())
+    body = f"1 {text.split(' ')[0] or 'X'} {text}"
+    reply = agent.handle(f"{REQUEST} {body} {crc(body)}")
+    assert reply is not None and (b" ERR " in reply or b" OK " in reply)
+
+
+def test_kernel_messages_on_the_console_are_skipped(controller):
+    from provisioning.console_client import ConsoleClient
+
+    with ConsoleClient(controller.port) as c:
+        # A kernel message and a login prompt arrive on the line before our answer.
+        os.write(controller._master, b"[  12.345] usb 1-1: new device\r\nlogin: \n")
+        hello = c.request("HELLO")
+    assert hello["protocol"] == 1 and hello["identity"] is False
+
+
+# -- provisioning ----------------------------------------------------------------------------
+def test_provision_is_complete_and_running_it_again_changes_nothing(controller, tmp_path):
+    r = admin(
+        "provision", "--pole-id", POLE, *provision_args(controller, tmp_path), *online(tmp_path)
+    )
+    for i in range(1, 9):
+        assert f"[{i}/8]" in r.stdout, r.stdout
+    ident = load_identity(controller.state_dir)
+    assert ident.fingerprint in r.stdout
+    assert controller.provisioned()
+    assert (controller.state_dir / "identity.key").stat().st_mode & 0o777 == 0o600
+    assert (controller.state_dir / "mqtt.password").stat().st_mode & 0o777 == 0o600
+    assert BrokerAuth(tmp_path / "auth").check(POLE, controller_password(controller))
+    # The pole's private key never crossed the console: not in anything the laptop wrote.
+    seed = (controller.state_dir / "identity.key").read_bytes()
+    for f in tmp_path.rglob("*"):
+        if f.is_file() and controller.root not in f.parents:
+            data = f.read_bytes()
+            assert seed not in data and seed.hex().encode() not in data, f
+    again = admin(
+        "provision", "--pole-id", POLE, *provision_args(controller, tmp_path), *online(tmp_path)
+    )
+    assert "already there (kept)" in again.stdout and "already set" in again.stdout
+    assert load_identity(controller.state_dir).public_key == ident.public_key
+    tl = TrustList(tmp_path / "trust.sqlite")
+    assert [r.public_key for r in tl.active_keys(POLE)] == [ident.public_key]
+    tl.close()
+    cfg = (controller.config_path).read_text()
+    assert 'pole_id = "nl-test-00001"' in cfg and "lat = 51.4416" in cfg
+
+
+def test_interrupted_after_each_step_then_run_again_gives_one_identity(tmp_path):
+    """A full run makes 7 console requests. For each one, the controller carries it out
+    but the laptop is killed before the answer arrives (the worst moment: the controller
+    acted, the laptop does not know); then the technician runs the same command again."""
+    for n in range(1, 8):
+        work = tmp_path / f"cut{n}"
+        ctl = SimController(work / "controller").start_console()
+        try:
+            ctl.swallow_at = n
+            cmd = [str(BIN / "pole-admin"), "provision", "--pole-id", POLE,
+                   *provision_args(ctl, work), *online(work)]  # fmt: skip
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+            assert ctl.swallowed.wait(30), f"request {n} never came"
+            proc.kill()
+            out = proc.communicate(timeout=10)[0]
+            steps_done = out.count("/8]")
+            key_before = (
+                load_identity(ctl.state_dir).public_key
+                if (ctl.state_dir / "identity.json").exists()
+                else None
+            )
+            assert not ctl.provisioned() or n == 7
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, (n, r.stdout, r.stderr)
+            ident = load_identity(ctl.state_dir)
+            if key_before is not None:
+                assert key_before == ident.public_key, f"request {n}: the key changed"
+            tl = TrustList(work / "trust.sqlite")
+            keys = [r.public_key for r in tl.records() if r.pole_id == POLE]
+            tl.close()
+            assert keys == [ident.public_key], f"request {n}: {len(keys)} keys registered"
+            assert BrokerAuth(work / "auth").check(POLE, controller_password(ctl)), n
+            assert ctl.provisioned() and (work / "labels" / f"{POLE}.png").exists()
+            assert ctl.requests > n and steps_done < 8
+        finally:
+            ctl.close()
+
+
+def test_errors_say_what_to_do_next(controller, tmp_path):
+    r = admin("provision", "--pole-id", POLE, *provision_args(controller, tmp_path), check=False)
+    assert r.returncode == 2 and "what to do:" in r.stderr and "--offline" in r.stderr
+    bad = [
+        a if a != controller.port else "/dev/ttyNOPE9" for a in provision_args(controller, tmp_path)
+    ]
+    r = admin("provision", "--pole-id", POLE, *bad, *online(tmp_path), check=False)
+    assert r.returncode == 2 and "cannot open the serial console /dev/ttyNOPE9" in r.stderr
+    assert "what to do:" in r.stderr
+    silent = SimController(tmp_path / "silent")  # console service not running
+    try:
+        args = provision_args(silent, tmp_path) + ["--timeout", "0.3"]
+        r = admin("provision", "--pole-id", POLE, *args, *online(tmp_path), check=False)
+    finally:
+        silent.close()
+    assert r.returncode == 2 and "did not answer HELLO" in r.stderr and "resumes" in r.stderr
+    r = admin("provision", "--pole-id", "bad id!", *provision_args(controller, tmp_path),
+              *online(tmp_path), check=False)  # fmt: skip
+    assert r.returncode == 2 and "not valid" in r.stderr and "nl-ehv-00042" in r.stderr
+
+
+def test_label_qr_code_decodes_with_an_independent_reader(controller, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    import zxingcpp
+    from PIL import Image, ImageDraw
+
+    admin("provision", "--pole-id", POLE, *provision_args(controller, tmp_path), *online(tmp_path))
+    fp = load_identity(controller.state_dir).fingerprint
+    expected = f"lightpole:1;pole={POLE};fp={fp}"
+    png = tmp_path / "labels" / f"{POLE}.png"
+    assert [b.text for b in zxingcpp.read_barcodes(Image.open(png))] == [expected]
+    # The SVG is drawn separately: rasterise its rectangles and decode those too.
+    svg = ET.parse(tmp_path / "labels" / f"{POLE}.svg").getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    img = Image.new("L", (620, 290), 255)
+    draw = ImageDraw.Draw(img)
+    for rect in svg.iter(ns + "rect"):
+        if rect.get("x") is None:
+            continue  # the white background
+        x, y, w = (float(rect.get(k)) * 10 for k in ("x", "y", "width"))
+        draw.rectangle([x, y, x + w - 0.5, y + w - 0.5], fill=0)
+    assert [b.text for b in zxingcpp.read_barcodes(img)] == [expected]
+    texts = " ".join(t.text or "" for t in svg.iter(ns + "text"))
+    assert POLE in texts and fp in texts
+
+
+# -- offline registration -------------------------------------------------------------------
+def test_offline_registration_is_signed_and_synced_later(controller, tmp_path):
+    tech_dir = tmp_path / "tech"
+    pub = json.loads(
+        admin("technician", "create", "--name", "j.devries", "--dir", str(tech_dir)).stdout
+    )
+    db = tmp_path / "trust.sqlite"
+    admin("trust", "add-technician", "--db", str(db), "--name", "j.devries",
+          "--public-key", pub["public_key"])  # fmt: skip
+    regs = tmp_path / "regs"
+    args = provision_args(controller, tmp_path) + [
+        "--offline", str(regs), "--technician-key", str(tech_dir / "technician.key")]  # fmt: skip
+    # Interrupted after the credentials step: the rerun must still produce a matching hash.
+    proc = subprocess.Popen([str(BIN / "pole-admin"), "provision", "--pole-id", POLE, *args],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if line.startswith("[5/8]"):
+            proc.kill()
+            break
+    proc.wait(10)
+    r = admin("provision", "--pole-id", POLE, *args)
+    assert "signed registration written" in r.stdout
+    [reg] = list(regs.glob("*.lpreg"))
+    tl = TrustList(db)
+    assert tl.active_keys(POLE) == []  # nothing registered until the sync
+    tl.close()
+
+    # Forgeries on the way are rejected and left in place.
+    tampered = regs / "tampered.lpreg"
+    data = bytearray(reg.read_bytes())
+    i = bytes(data).find(b"lat") + 5
+    data[i] ^= 0x01
+    tampered.write_bytes(bytes(data))
+    r = admin("trust", "sync", str(regs), "--db", str(db), "--broker-dir", str(tmp_path / "auth"),
+              check=False)  # fmt: skip
+    assert r.returncode == 1
+    assert "REJECTED tampered.lpreg: technician signature does not verify" in r.stdout
+    assert f"ok       {reg.name}: {POLE} kid" in r.stdout
+    assert tampered.exists() and not reg.exists() and (regs / "synced" / reg.name).exists()
+    ident = load_identity(controller.state_dir)
+    tl = TrustList(db)
+    assert [k.public_key for k in tl.active_keys(POLE)] == [ident.public_key]
+    tl.close()
+    assert BrokerAuth(tmp_path / "auth").check(POLE, controller_password(controller))
+    tampered.unlink()
+
+    # A registration signed by a technician the city does not know, or no longer trusts.
+    other = tmp_path / "other"
+    admin("technician", "create", "--name", "mallory", "--dir", str(other))
+    from provisioning.registration import TechnicianKey, make_registration
+
+    m = TechnicianKey.load(other)
+    fake = make_registration(m, {"pole_id": "nl-test-00002", "public_key": b"\x01" * 32,
+                                 "nonce": b"\x00" * 16, "proof": b"\x00" * 64})  # fmt: skip
+    (regs / "fake.lpreg").write_bytes(fake)
+    r = admin("trust", "sync", str(regs), "--db", str(db), check=False)
+    assert "REJECTED fake.lpreg: signed by an unknown technician key" in r.stdout
+    admin("trust", "add-technician", "--db", str(db), "--name", "mallory",
+          "--public-key", m.public_key.hex())  # fmt: skip
+    r = admin("trust", "sync", str(regs), "--db", str(db), check=False)
+    assert "REJECTED fake.lpreg: the pole's proof of possession does not verify" in r.stdout
+    admin("trust", "revoke-technician", "--db", str(db), "--name", "j.devries")
+    replay = regs / "replay.lpreg"
+    replay.write_bytes((regs / "synced" / reg.name).read_bytes())
+    r = admin("trust", "sync", str(replay), "--db", str(db), check=False)
+    assert "REJECTED replay.lpreg: technician j.devries's key is revoked" in r.stdout
+
+
+# -- replacing a controller, decommissioning --------------------------------------------------
+def test_replace_controller_revokes_the_old_key_and_decommission_wipes(controller, tmp_path):
+    admin("provision", "--pole-id", POLE, *provision_args(controller, tmp_path), *online(tmp_path))
+    old = load_identity(controller.state_dir)
+    new_ctl = SimController(tmp_path / "new-controller").start_console()
+    try:
+        r = admin("provision", "--pole-id", POLE, *provision_args(new_ctl, tmp_path),
+                  *online(tmp_path), check=False)  # fmt: skip
+        assert r.returncode == 2 and "already has another active key" in r.stderr
+        assert f"pole-admin replace-controller {POLE}" in r.stderr
+        r = admin("replace-controller", POLE, *provision_args(new_ctl, tmp_path), *online(tmp_path))
+        assert "revoked 1 old key(s)" in r.stdout
+        new = load_identity(new_ctl.state_dir)
+        assert new.public_key != old.public_key and new.pole_id == POLE
+        keys = load_keys(tmp_path / "trust.sqlite")
+        verifier = Verifier(keys)
+        for ident, want in ((old, "rejected"), (new, "accepted")):
+            signer = Signer(ident.seed, POLE)
+            from edge import senml
+
+            msg = signer.sign(
+                senml.encode_pack([[(0, POLE + "/x"), (2, 1)]]), None, cti_bytes(1, 1)
+            )
+            v = verifier.check(f"poles/{POLE}/data", msg)
+            assert v.status == want, (want, v)
+        auth = BrokerAuth(tmp_path / "auth")
+        assert auth.check(POLE, controller_password(new_ctl))
+        assert not auth.check(POLE, controller_password(controller))
+
+        # The old controller, taken to the workshop, cannot be provisioned for another pole.
+        r = admin("provision", "--pole-id", "nl-test-00002", *provision_args(controller, tmp_path),
+                  *online(tmp_path), check=False)  # fmt: skip
+        assert r.returncode == 2 and f"belongs to pole {POLE}" in r.stderr
+        assert f"pole-admin decommission {POLE}" in r.stderr
+
+        r = admin("decommission", POLE, "--trust-db", str(tmp_path / "trust.sqlite"),
+                  "--broker-dir", str(tmp_path / "auth"), "--port", new_ctl.port)  # fmt: skip
+        assert "key destroyed" in r.stdout
+        assert not (new_ctl.state_dir / "identity.key").exists()
+        assert not new_ctl.config_path.exists() and not new_ctl.provisioned()
+        tl = TrustList(tmp_path / "trust.sqlite")
+        assert tl.active_keys(POLE) == []
+        tl.close()
+        assert not BrokerAuth(tmp_path / "auth").has_user(POLE)
+    finally:
+        new_ctl.close()
+
+
+# -- commissioning through a real broker ------------------------------------------------------
+@pytest.fixture
+def city_broker(tmp_path: Path):
+    """Mosquitto as the city runs it: passwords and ACLs from pole-admin, no anonymous."""
+    auth = BrokerAuth(tmp_path / "auth")
+    reader = auth.add("city-commissioning", reader=True)
+    (tmp_path / "reader.password").write_text(reader + "\n")
+    broker = Mosquitto(workdir=tmp_path / "mosq")
+    broker.conf.write_text(
+        broker.base_config() + f"listener {broker.port} 127.0.0.1\n" + auth.mosquitto_config()
+        + "persistence false\n" + f"log_dest file {broker.log}\n"
+    )  # fmt: skip
+    broker.start()
+    yield broker
+    broker.close()
+
+
+@pytest.mark.broker
+def test_provision_then_commission_passes_and_fails_usefully(tmp_path, city_broker):
+    world = World(seed=11).pole(0)
+    world.lamp_override = True  # night: the lamp is commanded on and burns
+    ctl = SimController(tmp_path / "controller", world).start_console()
+    args = provision_args(ctl, tmp_path)
+    args[args.index("--broker-url") + 1] = city_broker.url
+    admin("provision", "--pole-id", POLE, *args, *online(tmp_path))
+    os.kill(city_broker.proc.pid, signal.SIGHUP)  # reload passwords and ACL, as the docs say
+    admin(
+        "trust",
+        "export",
+        "--db",
+        str(tmp_path / "trust.sqlite"),
+        "--out",
+        str(tmp_path / "trust.json"),
+    )
+    commission = [
+        str(BIN / "pole-admin"), "commission", POLE, "--broker", city_broker.url,
+        "--trust", str(tmp_path / "trust.json"), "--username", "city-commissioning",
+        "--password-file", str(tmp_path / "reader.password"), "--timeout", "60",
+        "--out-dir", str(tmp_path / "reports"),
+    ]  # fmt: skip
+
+    async def run_commission() -> tuple[int, str]:
+        p = await asyncio.create_subprocess_exec(*commission, stdout=asyncio.subprocess.PIPE)
+        out, _ = await p.communicate()
+        return p.returncode or 0, out.decode()
+
+    async def go() -> tuple[tuple[int, str], tuple[int, str]]:
+        stop = asyncio.Event()
+        pole = asyncio.create_task(ctl.run(stop))
+        try:
+            good = await run_commission()
+            ctl.pole.pty.unplug()  # the SDS011's connector works loose  # type: ignore[union-attr]
+            world.tilt_deg = 12.0  # and a truck hits the pole
+            await asyncio.sleep(8)  # a window for the daemon to notice
+            bad = await run_commission()
+        finally:
+            stop.set()
+            await pole
+        return good, bad
+
+    try:
+        (rc, out), (rc_bad, out_bad) = asyncio.run(go())
+    finally:
+        ctl.close()
+    assert rc == 0, out
+    assert "Result: PASS" in out
+    for line in ("ok    messages verify", "ok    birth", "at 51.4416, 5.4697",
+                 "ok    sensor sds011 present", "ok    sensor ld2450 present",
+                 "ok    lis3dh tilt", "ok    bme280 temperature", "ok    alarms",
+                 "ok    sensor d4i present", "ok    lamp matches its command"):  # fmt: skip
+        assert line in out, (line, out)
+    reports = sorted((tmp_path / "reports").glob("*.txt"))
+    assert reports and "Result: PASS" in reports[0].read_text()
+
+    assert rc_bad == 1, out_bad
+    assert "Result: FAIL" in out_bad
+    assert "FAIL  sensor sds011 present" in out_bad and "check its cable" in out_bad
+    assert "FAIL  lis3dh tilt" in out_bad and "12.0 deg (limit 5)" in out_bad
+    assert "FAIL  alarm pole_tilted" in out_bad and "foundation" in out_bad
+    saved = json.loads(sorted((tmp_path / "reports").glob("*.json"))[-1].read_text())
+    assert saved["result"] == "fail" and saved["pole_id"] == POLE
