@@ -123,8 +123,9 @@ class ConsoleAgent:
     """Answers provisioning commands for one controller: its state dir and config file."""
 
     def __init__(self, state_dir: Path, config_path: Path) -> None:
-        self.state_dir = state_dir
-        self.config_path = config_path
+        # Absolute: the config names the state dir, and the daemon reads it from elsewhere.
+        self.state_dir = state_dir.resolve()
+        self.config_path = config_path.resolve()
 
     # -- state ----------------------------------------------------------------------
     def _identity(self) -> Identity | None:

@@ -199,10 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prefix", default="poles")
     p.add_argument("--sensors", choices=("basic", "full"), default="basic")
     p.add_argument("--log-level", default="WARNING")
+    from host_sim import field
+
+    field.add_parsers(sub)
     args = ap.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if hasattr(args, "run"):  # subcommands with their own module (host_sim/field.py)
+        return asyncio.run(args.run(args))
     if args.cmd == "demo":
         return asyncio.run(demo(args))
     if args.cmd == "pole":

@@ -239,8 +239,9 @@ def _provision(a: argparse.Namespace, replace: bool = False) -> int:
     nxt = (
         f"pole-admin trust sync {a.offline} --db trust.sqlite --broker-dir DIR (at the office)"
         if a.offline
-        else "reload Mosquitto and export the trust list, then: "
-        f"pole-admin commission {pole_id} --broker {a.broker_url} --trust TRUST"
+        else "reload Mosquitto (pole-sim city does it by itself), then: "
+        f"pole-admin commission {pole_id} --broker {a.broker_url} --trust {a.trust_db} "
+        "--username READER --password-file FILE"
     )
     print(f"done. Next: {nxt}")
     return 0
