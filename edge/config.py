@@ -6,6 +6,7 @@ Example (also in docs/config.md)::
     state_dir = "/var/lib/lightpole"
     board = "linux-controller"      # sensors from hardware/boards/<board>.json ...
     window_s = 60
+    window_offset_s = "auto"        # optional: spread a district's windows (default 0)
 
     [mqtt]
     url = "mqtt://broker.example:1883"
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -110,6 +112,17 @@ class PoleConfig:
         if not 1 <= self.window_s <= 86400:
             raise ConfigError("window_s must be between 1 and 86400 seconds")
         self.health_s = int(d.get("health_s", max(self.window_s, 10)))
+        # Windows start at whole multiples of window_s plus this offset. "auto": an offset
+        # derived from the pole id, so a district's poles do not all publish in the same
+        # second (the broker and the platform see a steady stream instead of a burst).
+        offset = d.get("window_offset_s", 0)
+        if offset == "auto":
+            offset = zlib.crc32(self.pole_id.encode()) % self.window_s
+        if not isinstance(offset, int) or not 0 <= offset < self.window_s:
+            raise ConfigError(
+                f'window_offset_s must be "auto" or whole seconds from 0 to {self.window_s - 1}'
+            )
+        self.window_offset_s = offset
         self.board = d.get("board")
         # [location] lat/lon (WGS84 degrees), set by provisioning; published in the birth
         # message so the city's platform places the pole on the map without a lookup.

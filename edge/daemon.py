@@ -101,7 +101,9 @@ class Pole:
             self._death_payload,
             self.health,
         )
-        self.window = Window(window_start(self.clock(), config.window_s), config.window_s)
+        self.window = Window(
+            window_start(self.clock(), config.window_s, config.window_offset_s), config.window_s
+        )
         self._health_now = asyncio.Event()
         self.health.listener = lambda _name: self._health_now.set()
         self.observers = self._watches(lamp_commanded)
@@ -304,7 +306,11 @@ class Pole:
         length = closed.length
         # After a clock jump (NTP sync after a power cut) start at the current window
         # instead of replaying every window in between.
-        start = closed.end if now < closed.end + length else window_start(now, length)
+        start = (
+            closed.end
+            if now < closed.end + length
+            else window_start(now, length, self.config.window_offset_s)
+        )
         self.window = Window(start, length)
         if self.time.valid():
             payload = self.encoder.encode(closed, closed.end)
@@ -318,17 +324,26 @@ class Pole:
         while True:
             wait = self.window.end - self.clock()
             if wait > length:  # the clock went backwards: realign, keep the statistics
-                self.window.start = window_start(self.clock(), length)
+                self.window.start = window_start(self.clock(), length, self.config.window_offset_s)
                 continue
             await asyncio.sleep(max(0.0, min(wait, length)))
             if self.clock() >= self.window.end:
                 self.close_window()
 
     async def _health(self) -> None:
-        """Every health_s, and at once when a new alarm is raised."""
+        """Every health_s, and at once when a new alarm is raised.
+
+        The schedule is clock-aligned like the windows, half a window after this pole's
+        window boundary: a district's poles (offsets spread by window_offset_s) then
+        spread their health reports too, instead of all reporting together after a
+        power cut brought them up at the same moment."""
+        cfg = self.config
+        offset = (cfg.window_offset_s + cfg.window_s // 2) % cfg.health_s
         while True:
+            now = self.clock()
+            wait = window_start(now, cfg.health_s, offset) + cfg.health_s - now
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._health_now.wait(), self.config.health_s)
+                await asyncio.wait_for(self._health_now.wait(), min(max(wait, 0.0), cfg.health_s))
             self._health_now.clear()
             self.outbox.post("health", self._health_payload())
 

@@ -31,9 +31,11 @@ class Stat:
         return self.total / self.count if self.count else None
 
 
-def window_start(now, length):
-    """The start of the clock-aligned window containing ``now`` (aligned to whole multiples)."""
-    return int(now // length) * length
+def window_start(now, length, offset=0):
+    """The start of the clock-aligned window containing ``now``: whole multiples of
+    ``length``, shifted by ``offset`` seconds (0 <= offset < length) when poles spread
+    their windows so that a whole district does not publish in the same second."""
+    return int((now - offset) // length) * length + offset
 
 
 class Window:

@@ -37,10 +37,16 @@ class Fleet:
         prefix: str = "poles",
         id_format: str = "nl-sim-{:05d}",
         large: bool = False,
+        spread_windows: bool | None = None,
     ) -> None:
         """``large``: settings for hundreds of poles per process (no driver threads, a
         slower pty pump, health every 5 windows, spool synchronous=NORMAL: hundreds of
-        poles share one disk here, where each real pole has its own flash)."""
+        poles share one disk here, where each real pole has its own flash).
+        ``spread_windows`` (default: with ``large``): pole i's windows start i mod
+        window_s seconds after the aligned second (config ``window_offset_s``), as a
+        district configured with ``window_offset_s = "auto"`` does; otherwise every
+        pole closes its window on the same second."""
+        spread = large if spread_windows is None else spread_windows
         raise_fd_limit()
         self.world = World(seed=seed)
         self.work = work
@@ -59,6 +65,7 @@ class Fleet:
                 sensors=sensors,
                 driver_timeout_s=0 if large else 2.0,
                 pty_tick=0.25 if large else 0.05,
+                config_overrides={"window_offset_s": i % window_s} if spread else None,
             )
             trust.add(pid, sp.identity.public_key)
             self.poles.append(sp)
