@@ -414,3 +414,35 @@ def test_provision_then_commission_passes_and_fails_usefully(tmp_path, city_brok
     assert "FAIL  alarm pole_tilted" in out_bad and "foundation" in out_bad
     saved = json.loads(sorted((tmp_path / "reports").glob("*.json"))[-1].read_text())
     assert saved["result"] == "fail" and saved["pole_id"] == POLE
+
+
+def test_pole_sim_controller_and_city_as_the_docs_use_them(tmp_path):
+    """docs/technician.md's rehearsal: the printed console answers; the city broker starts."""
+    from host_sim.broker import free_port
+    from provisioning.console_client import ConsoleClient
+
+    ctl = subprocess.Popen(
+        [str(BIN / "pole-sim"), "controller", "--root", str(tmp_path / "ctl")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    port = free_port()
+    city = subprocess.Popen(
+        [str(BIN / "pole-sim"), "city", "--dir", str(tmp_path / "city"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = ctl.stdout.readline()  # type: ignore[union-attr]
+        assert first.startswith("controller console on /dev/pts/"), first
+        with ConsoleClient(first.split()[3]) as c:
+            assert c.request("HELLO")["provisioned"] is False
+        line = city.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith(f"city broker on mqtt://127.0.0.1:{port}"), line
+        assert (tmp_path / "city" / "commissioning.password").stat().st_mode & 0o777 == 0o600
+        assert BrokerAuth(tmp_path / "city" / "auth").has_user("commissioning")
+    finally:
+        for p in (ctl, city):
+            p.send_signal(signal.SIGINT)
+            p.wait(20)
+    assert ctl.returncode == 0 and city.returncode == 0
