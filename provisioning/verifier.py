@@ -29,7 +29,7 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from edge.rotation import proof_message
-from provisioning import senml_decode
+from provisioning import fastpath, senml_decode
 from provisioning.trustlist import KeyRecord, TrustList
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,11 @@ KINDS = ("data", "counts", "health", "birth", "death", "rotate", "manifest")
 
 
 class Verdict:
-    __slots__ = ("status", "reason", "pole_id", "kind", "cti", "records", "iat")
+    """``records`` are resolved SenML records. On the template path they are built on
+    first access from the values already unpacked and checked: deciding does not need
+    Python objects per record, and many consumers (counters, forwarding) never read them."""
+
+    __slots__ = ("status", "reason", "pole_id", "kind", "cti", "_records", "iat", "_lazy")
 
     def __init__(
         self,
@@ -50,14 +54,28 @@ class Verdict:
         cti: int = -1,
         records: list | None = None,
         iat: int | None = None,
+        lazy: tuple | None = None,
     ) -> None:
         self.status = status
         self.reason = reason
         self.pole_id = pole_id
         self.kind = kind
         self.cti = cti
-        self.records = records or []
+        self._records = records
         self.iat = iat
+        self._lazy = lazy
+
+    @property
+    def records(self) -> list:
+        r = self._records
+        if r is None:
+            if self._lazy is not None:
+                r = fastpath.records(*self._lazy)
+                self._lazy = None
+            else:
+                r = []
+            self._records = r
+        return r
 
     @property
     def accepted(self) -> bool:
@@ -92,7 +110,10 @@ class Verifier:
         window: int = 512,
         clock=time.time,
         trust: TrustList | None = None,
+        fast: bool = True,
     ) -> None:
+        """``fast``: verify data and count packs through per-topic templates learned from
+        accepted messages (provisioning/fastpath.py); False: always the full path."""
         self.keys = keys
         self.trust = trust
         self.topic_prefix = topic_prefix
@@ -102,6 +123,9 @@ class Verifier:
         self.clock = clock
         self.state: dict[bytes, _KeyState] = {}
         self.counts: Counter[str] = Counter()
+        self.fast = fast
+        self.templates: dict[str, list[fastpath.Template]] = {}
+        self.fast_hits = 0
 
     def check(self, topic: str, payload: bytes) -> Verdict:
         try:
@@ -119,6 +143,55 @@ class Verifier:
         return v
 
     def _check(self, topic: str, payload: bytes) -> Verdict:
+        if self.fast:
+            templates = self.templates.get(topic)
+            if templates:
+                for t in templates:
+                    m = fastpath.match(t, payload)
+                    if m is not None:
+                        v = self._check_fast(t, *m)
+                        if v is not None:
+                            return v
+                        break
+            v = self._check_full(topic, payload)
+            if v.accepted and v.kind in ("data", "counts"):
+                self._learn(topic, payload, v)
+            return v
+        return self._check_full(topic, payload)
+
+    def _learn(self, topic: str, payload: bytes, v: Verdict) -> None:
+        t = fastpath.learn(payload, v.records)
+        if t is None:
+            return
+        t.kind = v.kind
+        if len(self.templates) > 200_000:  # bounded: a verifier for a whole city
+            self.templates.clear()
+        ts = self.templates.setdefault(topic, [])
+        ts.insert(0, t)
+        del ts[fastpath.MAX_TEMPLATES_PER_TOPIC :]
+
+    def _check_fast(self, t: fastpath.Template, values: list, signed: bytes) -> Verdict | None:
+        """The checks that depend on more than the message's shape; None: use the full
+        path (the key was revoked or removed since the template was learned)."""
+        key = self.keys.get(t.kid)
+        if key is None or not key.active:
+            return None
+        try:
+            crypto_sign_open(signed, key.public_key)
+        except BadSignatureError:
+            raise _Reject("signature: does not verify") from None
+        iat = values[t.iat_slot] if t.iat_slot is not None else None
+        if (
+            iat is not None
+            and self.max_skew_s is not None
+            and abs(iat - self.clock()) > self.max_skew_s
+        ):
+            raise _Reject(f"iat: {iat} outside the allowed skew of {self.max_skew_s}s")
+        cti = int.from_bytes(values[t.cti_slot], "big")
+        self.fast_hits += 1
+        return self._admit(key, t.kid, t.kind, cti, None, iat, (t, values))
+
+    def _check_full(self, topic: str, payload: bytes) -> Verdict:
         parts = topic.split("/")
         if len(parts) != 3 or parts[0] != self.topic_prefix or parts[2] not in KINDS:
             raise _Reject(f"topic: not {self.topic_prefix}/<pole>/<kind>")
@@ -199,14 +272,30 @@ class Verifier:
         except Exception as exc:
             raise _Reject(f"senml: payload is not CBOR ({type(exc).__name__})") from None
         cti = int.from_bytes(cti_raw, "big")
-        st = self.state.setdefault(kid, _KeyState())
+        return self._admit(key, kid, kind, cti, records, iat)
+
+    def _admit(
+        self,
+        key: KeyRecord,
+        kid: bytes,
+        kind: str,
+        cti: int,
+        records: list | None,
+        iat: int | None,
+        lazy: tuple | None = None,
+    ) -> Verdict:
+        """Replay window, rotation, bookkeeping: the same for both paths (``records`` is
+        None with ``lazy`` only for data and count packs, which need no record here)."""
+        st = self.state.get(kid)
+        if st is None:
+            st = self.state[kid] = _KeyState()
         if cti in st.seen:
-            return Verdict("duplicate", "already seen", key.pole_id, kind, cti, records, iat)
-        bdseq = _bdseq(records) if kind in ("birth", "death") else None
+            return Verdict("duplicate", "already seen", key.pole_id, kind, cti, records, iat, lazy)
+        bdseq = _bdseq(records or []) if kind in ("birth", "death") else None
         if cti <= st.floor and not (kind == "death" and bdseq is not None and bdseq == st.bdseq):
             raise _Reject(f"replay: cti {cti:#x} at or below the window floor {st.floor:#x}")
         if kind == "rotate":
-            self._rotate(key, records)
+            self._rotate(key, records or [])
         st.seen.add(cti)
         st.order.append(cti)
         while len(st.order) > self.window:
@@ -215,7 +304,7 @@ class Verifier:
             st.floor = max(st.floor, old)
         if kind == "birth" and bdseq is not None:
             st.bdseq = bdseq
-        return Verdict("accepted", "", key.pole_id, kind, cti, records, iat)
+        return Verdict("accepted", "", key.pole_id, kind, cti, records, iat, lazy)
 
     def _rotate(self, old: KeyRecord, records: list) -> None:
         """Accept a pole's new key, announced under its current key with proof of possession."""

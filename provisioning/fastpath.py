@@ -1,0 +1,318 @@
+"""The verifier's fast path: per-pole templates of the message bytes, learned from a
+message the full path accepted. The mirror of the pole's encoder (edge/senml.py).
+
+A pole's data messages have the same shape every window: the same protected header
+but for iat and cti, the same record names and units, the same value encodings
+(doubles for statistics, small integers for counts). Only the values change. So after
+one message has passed every check the slow way, its bytes are split into constant
+chunks and value slots, compiled into one ``struct`` format. A later message on the
+same topic is parsed with one ``unpack_from``; its constant chunks must equal the
+learned ones exactly and each one-byte slot must hold the same kind of item (a small
+unsigned integer stays one). Anything else (a length, a byte of a name, an encoding
+width) falls back to the full path, which may learn a new template.
+
+Why this is as strict as the full path: every byte outside a value slot is identical
+to a message the full path accepted, so the CBOR structure, labels, names, units,
+algorithm, kid and iss are the same; every value slot decodes to a value of the same
+CBOR major type and width, so SenML's rules give the same records with the new
+values. The checks that depend on values or state (key still active, signature,
+topic, iat skew, replay window) run on every message as before; see
+``Verifier._check_fast``. Tests compare both paths on random and mutated messages
+(tests/test_verifier_fastpath.py).
+"""
+
+from __future__ import annotations
+
+import struct
+from itertools import repeat
+from operator import itemgetter
+
+from provisioning.senml_decode import BN, BT, VB, VS, N, Record, U, V
+
+MAX_TEMPLATES_PER_TOPIC = 3
+_SIG1_PREFIX = b"\x84\x6aSignature1"
+
+
+class _Node:
+    __slots__ = ("start", "head_end", "end", "major", "arg", "children", "ai")
+
+    def __init__(self, start: int, head_end: int, major: int, ai: int, arg: int) -> None:
+        self.start = start
+        self.head_end = head_end
+        self.end = head_end
+        self.major = major
+        self.ai = ai
+        self.arg = arg
+        self.children: list[_Node] = []
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _parse(buf: bytes, off: int, end: int) -> _Node:
+    """One CBOR item at ``off`` with byte offsets (definite lengths only)."""
+    if off >= end:
+        raise _Unsupported("truncated")
+    ib = buf[off]
+    major, ai = ib >> 5, ib & 0x1F
+    p = off + 1
+    if ai < 24:
+        arg = ai
+    elif ai in (24, 25, 26, 27):
+        width = 1 << (ai - 24)
+        arg = int.from_bytes(buf[p : p + width], "big")
+        p += width
+    else:
+        raise _Unsupported("indefinite or reserved")
+    node = _Node(off, p, major, ai, arg)
+    if major in (2, 3):
+        node.end = p + arg
+    elif major == 4:
+        for _ in range(arg):
+            child = _parse(buf, p, end)
+            node.children.append(child)
+            p = child.end
+        node.end = p
+    elif major == 5:
+        for _ in range(2 * arg):
+            child = _parse(buf, p, end)
+            node.children.append(child)
+            p = child.end
+        node.end = p
+    elif major == 6:
+        child = _parse(buf, p, end)
+        node.children.append(child)
+        node.end = child.end
+    if node.end > end:
+        raise _Unsupported("truncated")
+    return node
+
+
+# Slot kinds: how the bytes of a value slot become a value, and what they must look like.
+_PLAIN, _SMALL_UINT, _SMALL_NINT, _BOOL, _WIDE_NINT = 0, 10, 11, 12, 13
+
+
+class Template:
+    """Constant chunks and value slots of one message shape on one topic."""
+
+    __slots__ = (
+        "unpack",
+        "size",
+        "consts",
+        "checks",
+        "kid",
+        "iat_slot",
+        "cti_slot",
+        "bt_slot",
+        "bt_const",
+        "names",
+        "units",
+        "pick",
+        "const_values",
+        "n_records",
+        "kind",
+        "prot",
+        "payload",
+        "tbs_head",
+        "tbs_mid",
+        "sig_at",
+    )
+
+
+def _int_value(node: _Node) -> int:
+    return node.arg if node.major == 0 else -1 - node.arg
+
+
+def learn(data: bytes, records: list[Record]) -> Template | None:
+    """A template from a message the full path accepted with ``records``; None when the
+    shape is not one we template (then that topic always takes the full path)."""
+    try:
+        return _learn(data, records)
+    except (_Unsupported, IndexError, KeyError, ValueError, struct.error):
+        return None
+
+
+def _learn(data: bytes, records: list[Record]) -> Template | None:
+    root = _parse(data, 0, len(data))
+    if root.end != len(data) or root.major != 6 or root.arg != 18:
+        return None
+    arr = root.children[0]
+    if arr.major != 4 or arr.arg != 4:
+        return None
+    prot, unprot, payload, sig = arr.children
+    if unprot.major != 5 or unprot.arg != 0 or sig.major != 2 or sig.arg != 64:
+        return None
+    if prot.major != 2 or payload.major != 2 or prot.arg == 0:
+        return None
+    slots: list[tuple[int, int, str, int]] = []  # (start, end, struct code, kind)
+    cti_at = iat_at = bt_at = None
+
+    def slot(node: _Node) -> int:
+        """Make ``node``'s value bytes a slot; returns its index among the slots."""
+        if node.major in (0, 1) and node.ai < 24:
+            slots.append(
+                (node.start, node.end, "B", _SMALL_UINT if node.major == 0 else _SMALL_NINT)
+            )
+        elif node.major in (0, 1):
+            code = {24: "B", 25: "H", 26: "I", 27: "Q"}[node.ai]
+            kind = _PLAIN if node.major == 0 else _WIDE_NINT
+            slots.append((node.start + 1, node.head_end, code, kind))  # after the initial byte
+        elif node.major == 7 and node.ai in (20, 21):
+            slots.append((node.start, node.end, "B", _BOOL))
+        elif node.major == 7 and node.ai in (25, 26, 27):
+            code = {25: "e", 26: "f", 27: "d"}[node.ai]
+            slots.append((node.start + 1, node.head_end, code, _PLAIN))
+        elif node.major == 2:
+            slots.append((node.head_end, node.end, f"{node.arg}s", _PLAIN))
+        else:
+            raise _Unsupported("slot type")
+        return len(slots) - 1
+
+    # Protected header: {1: alg, 4: kid, 15: {1: iss, 6: iat, 7: cti}}; iat and cti vary.
+    hdr = _parse(data, prot.head_end, prot.end)
+    if hdr.major != 5 or hdr.end != prot.end:
+        return None
+    kid = None
+    kv = hdr.children
+    for k, v in zip(kv[0::2], kv[1::2], strict=True):
+        if k.major == 0 and k.arg == 4 and v.major == 2:
+            kid = data[v.head_end : v.end]
+        if k.major == 0 and k.arg == 15 and v.major == 5:
+            ckv = v.children
+            for ck, cv in zip(ckv[0::2], ckv[1::2], strict=True):
+                if ck.major == 0 and ck.arg == 6 and cv.major in (0, 1):
+                    iat_at = slot(cv)
+                elif ck.major == 0 and ck.arg == 7 and cv.major == 2 and cv.arg == 8:
+                    cti_at = slot(cv)
+    if kid is None or cti_at is None:
+        return None
+    # Payload: a SenML pack of records with only bn, bt, n, u, v, vb, vs.
+    pack = _parse(data, payload.head_end, payload.end)
+    if pack.major != 4 or pack.end != payload.end or len(pack.children) != len(records):
+        return None
+    plan = []
+    for i, (rec, node) in enumerate(zip(records, pack.children, strict=True)):
+        if node.major != 5:
+            return None
+        value_slot = None
+        rkv = node.children
+        for k, v in zip(rkv[0::2], rkv[1::2], strict=True):
+            if k.major not in (0, 1):
+                return None
+            label = _int_value(k)
+            if label == BT:
+                if v.major not in (0, 1) or i != 0:
+                    return None  # a base time later in the pack: records before keep 0
+                bt_at = slot(v)
+            elif label in (V, VB):
+                value_slot = slot(v)
+            elif label not in (BN, N, U, VS):
+                return None  # bv, bu, bs, t, s, ut, vd: not templated
+        plan.append((rec.name, rec.unit, value_slot, rec.value))
+    # Compile: const chunk, slot, const chunk, slot, ..., const chunk.
+    fmt, consts, checks, pos = [">"], [], [], 0
+    for start, end, code, kind in slots:
+        fmt.append(f"{start - pos}s{code}")
+        consts.append(data[pos:start])
+        checks.append(kind)
+        pos = end
+    fmt.append(f"{len(data) - 64 - pos}s64s")  # the tail up to the signature, the signature
+    consts.append(data[pos : len(data) - 64])
+    s = struct.Struct("".join(fmt))
+    if s.size != len(data):
+        return None
+    t = Template()
+    t.unpack = s.unpack_from
+    t.size = s.size
+    t.consts = tuple(consts)
+    t.checks = tuple((i, kind) for i, kind in enumerate(checks) if kind != _PLAIN)
+    t.kid = kid
+    t.iat_slot = iat_at
+    t.cti_slot = cti_at
+    t.bt_slot = bt_at
+    t.bt_const = records[0].time if bt_at is None else 0
+    # Record values: slot values, then each constant value appended after the slots, so
+    # one itemgetter picks all of them in record order.
+    picks, const_values = [], []
+    for _name, _unit, s_idx, const in plan:
+        if s_idx is None:
+            picks.append(len(slots) + len(const_values))
+            const_values.append(const)
+        else:
+            picks.append(s_idx)
+    t.names = tuple(p[0] for p in plan)
+    t.units = tuple(p[1] for p in plan)
+    t.pick = itemgetter(*picks) if len(picks) > 1 else (lambda v, i=picks[0]: (v[i],))
+    t.const_values = tuple(const_values)
+    t.n_records = len(plan)
+    t.prot = (prot.head_end, prot.end)
+    t.payload = (payload.head_end, payload.end)
+    # Sig_structure = ["Signature1", protected, h'', payload] with canonical heads.
+    t.tbs_head = _SIG1_PREFIX + _bstr_head(prot.arg)
+    t.tbs_mid = b"\x40" + _bstr_head(payload.arg)
+    t.sig_at = len(data) - 64
+    return t
+
+
+def _bstr_head(n: int) -> bytes:
+    if n < 24:
+        return bytes([0x40 | n])
+    if n < 0x100:
+        return bytes([0x58, n])
+    if n < 0x10000:
+        return b"\x59" + n.to_bytes(2, "big")
+    return b"\x5a" + n.to_bytes(4, "big")
+
+
+def match(t: Template, data: bytes) -> tuple | None:
+    """(slot values, signature ‖ Sig_structure) when ``data`` has ``t``'s shape, else None."""
+    if len(data) != t.size:
+        return None
+    parts = t.unpack(data)
+    if parts[0:-1:2] != t.consts:
+        return None
+    values = list(parts[1:-1:2])
+    for i, kind in t.checks:  # one-byte items must stay the same kind of item
+        b = values[i]
+        if kind == _SMALL_UINT:
+            if b >= 24:
+                return None
+        elif kind == _SMALL_NINT:
+            if not 0x20 <= b < 0x38:
+                return None
+            values[i] = 0x1F - b  # -1 - (b - 0x20)
+        elif kind == _BOOL:
+            if b == 0xF5:
+                values[i] = True
+            elif b == 0xF4:
+                values[i] = False
+            else:
+                return None
+        else:  # _WIDE_NINT
+            values[i] = -1 - b
+    p0, p1 = t.prot
+    q0, q1 = t.payload
+    # signature ‖ Sig_structure, as crypto_sign_open takes it, in one copy
+    signed = b"".join((parts[-1], t.tbs_head, data[p0:p1], t.tbs_mid, data[q0:q1]))
+    return values, signed
+
+
+def records(t: Template, values: list) -> list[Record]:
+    """The resolved records: names and units from the template, values from the slots
+    (built by C-level map/zip: no Python call per record)."""
+    bt = values[t.bt_slot] if t.bt_slot is not None else t.bt_const
+    n = t.n_records
+    return list(
+        map(
+            Record,
+            zip(
+                t.names,
+                t.units,
+                t.pick(values + list(t.const_values)),
+                repeat(bt, n),
+                repeat(None, n),
+                strict=True,
+            ),
+        )
+    )
