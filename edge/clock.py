@@ -29,7 +29,12 @@ class Clock:
         monotonic: Callable[[], float] = time.monotonic,
         valid_after: float = VALID_AFTER,
         sync_file: str | None = None,
+        rate: float = 1.0,
     ) -> None:
+        """``rate``: seconds of ``wall`` per real second. 1 on a pole; a simulator running
+        accelerated time passes a faster ``wall`` and its rate, so the daemon sleeps
+        wall-clock intervals (windows, bins, health) divided by it."""
+        self.rate = rate
         self.wall = wall
         self.monotonic = monotonic
         self.valid_after = valid_after

@@ -193,7 +193,8 @@ class Pole:
         if not self.bins.series:
             return
         while True:
-            await asyncio.sleep(max(0.0, self.bins.start + self.bins.bin_s - self.clock()))
+            wait = self.bins.start + self.bins.bin_s - self.clock()
+            await asyncio.sleep(max(0.0, wait) / self.time.rate)
             if self.bins.due(self.clock()):
                 self.close_bin()
 
@@ -326,7 +327,7 @@ class Pole:
             if wait > length:  # the clock went backwards: realign, keep the statistics
                 self.window.start = window_start(self.clock(), length, self.config.window_offset_s)
                 continue
-            await asyncio.sleep(max(0.0, min(wait, length)))
+            await asyncio.sleep(max(0.0, min(wait, length)) / self.time.rate)
             if self.clock() >= self.window.end:
                 self.close_window()
 
@@ -343,13 +344,18 @@ class Pole:
             now = self.clock()
             wait = window_start(now, cfg.health_s, offset) + cfg.health_s - now
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._health_now.wait(), min(max(wait, 0.0), cfg.health_s))
+                await asyncio.wait_for(
+                    self._health_now.wait(), min(max(wait, 0.0), cfg.health_s) / self.time.rate
+                )
             self._health_now.clear()
             self.outbox.post("health", self._health_payload())
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Run until ``stop`` is set (or cancelled); then send a clean death and close."""
         stop = stop or asyncio.Event()
+        if self.clock() >= self.window.end:  # built a while before it ran: no stale window
+            cfg = self.config
+            self.window.start = window_start(self.clock(), cfg.window_s, cfg.window_offset_s)
         tasks = [asyncio.create_task(r.run(), name=f"sensor:{r.name}") for r in self.runners]
         tasks.append(asyncio.create_task(self._windows(), name="windows"))
         tasks.append(asyncio.create_task(self._health(), name="health"))

@@ -69,6 +69,11 @@ class SensorDescriptor:
         self.addresses = data.get("addresses", [])
         self.default_address = data.get("default_address")
         self.conformance = data.get("conformance", {})
+        # A serial sensor streams frames; silence this long means a loose cable or a dead
+        # sensor (an I2C one NACKs instead). 0 disables it, for sensors that are quiet
+        # by nature (a probe sniffer on an empty street).
+        default_silent = max(10 * self.poll_s, 10.0) if self.bus == "uart" else 0.0
+        self.silent_after_s = float(data.get("silent_after_s", default_silent))
         self.raw = data
         self.source = source
 

@@ -126,10 +126,13 @@ class SensorRunner:
         self.count_sink = count_sink
         self.unique = unique  # (personal field with addresses, UniqueCounter) or None
         self._repeats: dict[str, tuple[float, int]] = {}
+        self._last_data = time.monotonic()
+        self._silent = False
         health.sensor_state(name, False)
 
     def _started(self, driver: object) -> None:
         self.driver = driver
+        self._last_data = time.monotonic()  # a (re)started sensor gets its full grace time
         self.health.sensor_state(self.name, True)
         if self.health.clear_alarm(f"{self.name}_missing"):
             log.info("sensor %s is back", self.name)
@@ -143,8 +146,30 @@ class SensorRunner:
                 self.health.count(f"{self.name}.{getattr(exc, 'counter', 'sensor_errors')}")
                 return
             raise exc
+        now = time.monotonic()
         if values:
+            self._last_data = now
+            if self._silent:
+                self._silent = False
+                self.health.sensor_state(self.name, True)
+                if self.health.clear_alarm(f"{self.name}_missing"):
+                    log.info("sensor %s is talking again", self.name)
             self._accept(values)
+        elif (
+            self.desc.silent_after_s
+            and not self._silent
+            and now - self._last_data > self.desc.silent_after_s
+        ):
+            self._silent = True
+            self.health.sensor_state(self.name, False)
+            quiet = f"no data for {now - self._last_data:.0f} s"
+            if self.health.raise_alarm(f"{self.name}_missing", quiet):
+                log.warning(
+                    "sensor %s (%s): %s; check its cable and power",
+                    self.name,
+                    self.desc.model,
+                    quiet,
+                )
 
     def _accept(self, values: dict) -> None:
         window = self.current_window()

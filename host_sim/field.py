@@ -55,6 +55,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     y.add_argument("--port", type=int, default=1883, help="broker port (default 1883)")
     y.add_argument("--log-level", default="WARNING")
     y.set_defaults(run=run_city)
+    sc = sub.add_parser(
+        "scenario",
+        help="replay situations that matter (dusk, heat wave, race, knocked pole, ...) and "
+        "check what the city's verifier sees",
+        description="Runs scenarios from the catalogue (docs/scenarios.md) against a broker "
+        "(a Mosquitto of its own unless --broker is given) and prints a report table. Exit "
+        "code 1 if any expectation fails.",
+    )
+    sc.add_argument("names", nargs="*", help="scenarios to run (default: all)")
+    sc.add_argument("--list", action="store_true", help="list the scenarios and stop")
+    sc.add_argument("--broker", help="mqtt://HOST:PORT of an existing broker")
+    sc.add_argument("--workdir", type=Path, help="keep pole state here (default: a temp dir)")
+    sc.add_argument(
+        "--control", action="store_true", help="run without the faults: expectations should fail"
+    )
+    sc.add_argument("--log-level", default="ERROR")
+    sc.set_defaults(run=run_scenarios)
 
 
 async def run_controller(a: argparse.Namespace) -> int:
@@ -139,3 +156,26 @@ async def run_city(a: argparse.Namespace) -> int:
     finally:
         broker.close()
     return 0
+
+
+async def run_scenarios(a: argparse.Namespace) -> int:
+    import tempfile
+
+    from host_sim import scenarios
+
+    if a.list:
+        for name, (summary, _) in scenarios.CATALOGUE.items():
+            print(f"{name:<20} {summary}")
+        return 0
+    with contextlib.ExitStack() as stack:
+        work = a.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        try:
+            rows = await scenarios.run(a.names, a.broker, work, control=a.control)
+        except ValueError as exc:
+            print(f"pole-sim scenario: {exc}")
+            return 2
+    print()
+    print(scenarios.format_table(rows), end="")
+    failed = sum(not r.ok for r in rows)
+    print(f"\n{len(rows) - failed} of {len(rows)} expectations met")
+    return 1 if failed else 0

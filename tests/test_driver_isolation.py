@@ -80,3 +80,42 @@ def test_hung_driver_is_timed_out_and_the_rest_keeps_going():
     # The healthy sensor kept its pace (poll_s 0.5 s) despite the hung and the raising one.
     assert window.series[("sds011", "pm2_5")].count >= 5
     assert window.series[("bme280", "temperature")].count == 2
+
+
+class Falls:
+    """A serial sensor whose frames stop (a loose cable): reads return nothing, no error."""
+
+    def __init__(self) -> None:
+        self.talking = True
+
+    def start(self) -> None:
+        pass
+
+    def read(self) -> dict | None:
+        return {"pm2_5": 5.0, "pm10": 8.0} if self.talking else None
+
+
+def test_a_silent_serial_sensor_is_reported_missing_and_back():
+    health = Health()
+    window = Window(0, 3600)
+    desc = load_sensor("sds011")
+    assert desc.silent_after_s == 10.0  # 10 polls of 1 s
+    desc.silent_after_s = 0.2
+    driver = Falls()
+    runner = SensorRunner("sds011", desc, lambda: driver, health, lambda: window)
+    runner.poll_once()
+    assert health.sensors["sds011"] is True
+    driver.talking = False
+    runner.poll_once()
+    assert "sds011_missing" not in health.alarms  # one quiet poll is not silence
+    import time
+
+    time.sleep(0.3)
+    runner.poll_once()
+    assert health.sensors["sds011"] is False
+    assert health.alarms["sds011_missing"].startswith("no data for")
+    driver.talking = True
+    runner.poll_once()
+    assert health.sensors["sds011"] is True and "sds011_missing" not in health.alarms
+    assert load_sensor("probe_sniffer").silent_after_s == 0  # quiet streets are normal
+    assert load_sensor("bme280").silent_after_s == 0  # I2C sensors NACK instead
