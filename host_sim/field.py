@@ -52,7 +52,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--broker-dir DIR/auth' writes, and a reader for 'pole-admin commission'.",
     )
     y.add_argument("--dir", type=Path, required=True, help="the city's files (created)")
-    y.add_argument("--port", type=int, default=1883, help="broker port (default 1883)")
+    y.add_argument(
+        "--port", type=int, default=18830, help="broker port (default 18830: 1883 is often taken)"
+    )
     y.add_argument("--log-level", default="WARNING")
     y.set_defaults(run=run_city)
     sc = sub.add_parser(
