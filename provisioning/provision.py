@@ -132,11 +132,11 @@ class Provisioner:
             rec = self.c.request("KEYGEN", {"pole_id": self.plan.pole_id})
         except ConsoleRefused as exc:
             if exc.code == "wrong_pole":
+                old = self.status.get("pole_id")
                 raise ProvisionError(
                     exc.message,
-                    f"if this is the right pole, the controller is still registered to "
-                    f"another: run 'pole-admin decommission {self.status.get('pole_id')} "
-                    "--port ...' first",
+                    f"check the pole number on the mast; if this controller comes from pole "
+                    f"{old}, retire it there first: 'pole-admin decommission {old} --port ...'",
                 ) from None
             raise
         self.record = rec
