@@ -12,6 +12,7 @@ import resource
 from pathlib import Path
 
 from host_sim.pole import SimPole
+from host_sim.simtime import SimClock
 from host_sim.world import World
 from provisioning.trustlist import TrustList
 
@@ -38,6 +39,7 @@ class Fleet:
         id_format: str = "nl-sim-{:05d}",
         large: bool = False,
         spread_windows: bool | None = None,
+        clock: SimClock | None = None,
     ) -> None:
         """``large``: settings for hundreds of poles per process (no driver threads, a
         slower pty pump, health every 5 windows, spool synchronous=NORMAL: hundreds of
@@ -47,8 +49,11 @@ class Fleet:
         district configured with ``window_offset_s = "auto"`` does; otherwise every
         pole closes its window on the same second."""
         spread = large if spread_windows is None else spread_windows
+        # ``clock``: accelerated simulated time (host_sim.simtime) for the world and every
+        # pole; None: real time.
         raise_fd_limit()
-        self.world = World(seed=seed)
+        self.world = World(seed=seed, clock=clock.wall) if clock else World(seed=seed)
+        self.clock = clock
         self.work = work
         trust = TrustList(work / "trust.sqlite")
         self.poles: list[SimPole] = []
@@ -66,6 +71,7 @@ class Fleet:
                 driver_timeout_s=0 if large else 2.0,
                 pty_tick=0.25 if large else 0.05,
                 config_overrides={"window_offset_s": i % window_s} if spread else None,
+                clock=clock.edge_clock() if clock else None,
             )
             trust.add(pid, sp.identity.public_key)
             self.poles.append(sp)

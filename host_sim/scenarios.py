@@ -15,7 +15,6 @@ daemons scale their window, bin and health sleeps by that rate.
 from __future__ import annotations
 
 import asyncio
-import calendar
 import contextlib
 import os
 import signal
@@ -25,45 +24,13 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from edge.clock import Clock
 from host_sim.broker import Mosquitto
 from host_sim.pole import SimPole
+from host_sim.simtime import UTC_OFFSET_H, SimClock, local_epoch  # noqa: F401 - re-exported
 from host_sim.world import World
 from provisioning.receiver import run_receiver
 from provisioning.trustlist import TrustList, load_keys
 from provisioning.verifier import Verdict, Verifier
-
-UTC_OFFSET_H = 1.0  # the world's local time (host_sim.world)
-
-
-def local_epoch(date: str, hhmm: str) -> float:
-    """Epoch seconds of a local wall time, e.g. ("2026-11-28", "16:57")."""
-    t = time.strptime(f"{date} {hhmm}", "%Y-%m-%d %H:%M")
-    return calendar.timegm(t) - UTC_OFFSET_H * 3600
-
-
-class SimClock:
-    """Simulated wall time: ``start`` (epoch s) running ``rate`` times real time."""
-
-    def __init__(self, start: float, rate: float = 1.0) -> None:
-        self.rate = rate
-        self.start = start
-        self.m0 = time.monotonic()
-
-    def wall(self) -> float:
-        return self.start + (time.monotonic() - self.m0) * self.rate
-
-    def jump(self, to: float) -> None:
-        """Skip ahead (a night passes in an instant); the daemons realign their windows."""
-        self.start, self.m0 = to, time.monotonic()
-
-    def edge_clock(self) -> Clock:
-        return Clock(wall=self.wall, rate=self.rate)
-
-    async def until(self, t: float) -> None:
-        """Sleep until simulated time ``t``."""
-        while (left := t - self.wall()) > 0:
-            await asyncio.sleep(min(left / self.rate, 0.5))
 
 
 class Row:

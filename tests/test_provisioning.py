@@ -446,3 +446,60 @@ def test_pole_sim_controller_and_city_as_the_docs_use_them(tmp_path):
             p.send_signal(signal.SIGINT)
             p.wait(20)
     assert ctl.returncode == 0 and city.returncode == 0
+
+
+def _rehearsal_commands() -> list[str]:
+    doc = (Path(__file__).parent.parent / "docs" / "technician.md").read_text()
+    block = doc.split("## Rehearse on your laptop", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    cmds, current = [], ""
+    for line in block.splitlines():
+        line = line.split("#", 1)[0].rstrip() if line.lstrip().startswith("#") else line.rstrip()
+        if not line.strip():
+            continue
+        current += " " + line.rstrip("\\").strip()
+        if not line.endswith("\\"):
+            cmds.append(current.strip().split("  #")[0].strip())
+            current = ""
+    return cmds
+
+
+@pytest.mark.broker
+def test_the_rehearsal_in_the_technician_guide_works_as_written(tmp_path):
+    """docs/technician.md, 'Rehearse on your laptop', run as written (only the port and
+    the printed /dev/pts path are filled in): provision, then commission passes."""
+    import shlex
+
+    from host_sim.broker import free_port
+
+    cmds = _rehearsal_commands()
+    assert [c.split()[:2] for c in cmds] == [
+        ["pole-sim", "city"],
+        ["pole-sim", "controller"],
+        ["pole-admin", "provision"],
+        ["pole-admin", "commission"],
+    ], cmds
+    port = str(free_port())
+    argv = [shlex.split(c.replace("18830", port)) for c in cmds]
+    bg = []
+    try:
+        for a in argv[:2]:
+            bg.append(
+                subprocess.Popen(
+                    [str(BIN / a[0]), *a[1:]], cwd=tmp_path, stdout=subprocess.PIPE, text=True
+                )
+            )
+        assert bg[0].stdout.readline().startswith("city broker on")  # type: ignore[union-attr]
+        pts = bg[1].stdout.readline().split()[3]  # type: ignore[union-attr]
+        for a in argv[2:]:
+            a = [pts if x == "/dev/pts/N" else x for x in a]
+            r = subprocess.run(
+                [str(BIN / a[0]), *a[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=240
+            )
+            assert r.returncode == 0, (a, r.stdout, r.stderr)
+        assert "Result: PASS" in r.stdout
+        assert list(tmp_path.glob("commission-nl-ehv-00042-*.txt"))
+        assert (tmp_path / "labels" / "nl-ehv-00042.png").exists()
+    finally:
+        for p in bg:
+            p.send_signal(signal.SIGINT)
+            p.wait(20)
