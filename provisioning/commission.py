@@ -57,6 +57,10 @@ class Check:
         self.detail = detail
 
 
+def _stamp(v: Verdict) -> float:
+    return v.records[0].time if v.records else 0.0
+
+
 class Commissioning:
     """Collects one pole's verified messages and judges them."""
 
@@ -137,8 +141,10 @@ class Commissioning:
                 ", ".join(f"{k} ({m})" for k, m in sensors.items()) or "no signed manifest",
             )
         )
-        health = self._field(self.health[-1], "") if self.health else {}
-        data = self.data[-1] if len(self.data) >= self.min_data else None
+        # The newest by the pole's own time stamp, not by arrival: after a broker hiccup
+        # the spooled backlog (older health, older windows) arrives after live messages.
+        health = self._field(max(self.health, key=_stamp), "") if self.health else {}
+        data = max(self.data, key=_stamp) if len(self.data) >= self.min_data else None
         values = self._field(data, "/mean") if data else {}
         # Samples per sensor over every window seen: slow sensors (a D4i bridge polled
         # every 10 s) can miss a single short window without being absent.

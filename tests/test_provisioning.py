@@ -503,3 +503,41 @@ def test_the_rehearsal_in_the_technician_guide_works_as_written(tmp_path):
         for p in bg:
             p.send_signal(signal.SIGINT)
             p.wait(20)
+
+
+def test_commissioning_judges_the_newest_health_not_the_last_to_arrive():
+    """After a broker hiccup the spooled backlog (an old health report with
+    broker_unreachable) arrives after the live one: it must not fail the pole."""
+    from provisioning.commission import Commissioning
+    from provisioning.senml_decode import Record
+    from provisioning.verifier import Verdict
+
+    def v(kind: str, t: float, *recs: tuple[str, object]) -> Verdict:
+        return Verdict(
+            "accepted",
+            pole_id=POLE,
+            kind=kind,
+            records=[Record((POLE + "/" + n, None, x, t, None)) for n, x in recs],
+        )
+
+    job = Commissioning(POLE)
+    topic = f"poles/{POLE}/"
+    job.observe(topic + "manifest", v("manifest", 0, ("sensor/bme280/model", "bme280")))
+    job.observe(topic + "birth", v("birth", 0, ("software", "x")))
+    for t in (10, 20):
+        job.observe(topic + "data", v("data", t, ("window", 10), ("bme280/temperature/count", 9)))
+    live = v("health", 25, ("time/uptime", 1), ("sensor/bme280/up", True))
+    stale = v(
+        "health",
+        5,
+        ("time/uptime", 1),
+        ("sensor/bme280/up", True),
+        ("alarm/broker_unreachable", True),
+    )
+    job.observe(topic + "health", live)
+    job.observe(topic + "health", stale)
+    assert job.complete() and job.passed(), job.report()
+    job.observe(
+        topic + "health", v("health", 30, ("sensor/bme280/up", True), ("alarm/pole_tilted", True))
+    )
+    assert not job.passed() and "FAIL  alarm pole_tilted" in job.report()
