@@ -125,7 +125,8 @@ class Publisher:
             try:
                 async with self._client(bdseq) as client:
                     self.connected.set()
-                    if down_logged or self.health.clear_alarm("broker_unreachable"):
+                    cleared = self.health.clear_alarm("broker_unreachable")
+                    if down_logged or cleared:
                         log.info("connected to broker %s:%s again", self.cfg.host, self.cfg.port)
                     down_logged = False
                     backoff = 1.0

@@ -71,7 +71,8 @@ class Commissioning:
         self.birth: Verdict | None = None
         self.manifest: Verdict | None = None
         self.data: list[Verdict] = []
-        self.health: list[Verdict] = []  # health after the min_data-th data message
+        self.all_health: list[Verdict] = []
+        self.health: list[Verdict] = []  # reports made after the min_data-th window ended
         self.rejected: list[str] = []
         self.accepted = 0
         self.started = time.time()
@@ -92,8 +93,18 @@ class Commissioning:
             self.manifest = v
         elif v.kind == "data":
             self.data.append(v)
-        elif v.kind == "health" and len(self.data) >= self.min_data:
-            self.health.append(v)
+        elif v.kind == "health":
+            self.all_health.append(v)
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """Health reports the pole made after its min_data-th window ended, by its own
+        time stamps: spooled reports from before (say, from a first connection the broker
+        refused) may arrive later, but describe a state that has passed."""
+        if len(self.data) < self.min_data:
+            return
+        after = sorted(_stamp(d) for d in self.data)[self.min_data - 1]
+        self.health = [h for h in self.all_health if _stamp(h) >= after]
 
     def complete(self) -> bool:
         return bool(self.manifest and len(self.data) >= self.min_data and self.health)
