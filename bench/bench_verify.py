@@ -89,7 +89,16 @@ def main() -> int:
         assert ver.fast_hits == n, ver.fast_hits
         assert slow.counts["accepted"] == n + len(first), slow.counts
         full, bare = n / t_fast, n / t_bare
-        rounds.append((full, bare, full / bare, (n / t_slow) / bare, (n / t_mat) / bare))
+        # As this benchmark was first defined: a fresh verifier, 6 messages per pole, so
+        # every pole's first message (1 in 6: full path + learning) is timed, and records
+        # are read. A verifier that has just started; against the same bare figure.
+        fresh = Verifier(keys, window=64)
+        cold_msgs = first + msgs[: n - len(first)]
+        t0 = time.perf_counter()
+        for topic, m in cold_msgs:
+            fresh.check(topic, m).records  # noqa: B018
+        as_first = len(cold_msgs) / (time.perf_counter() - t0) / bare
+        rounds.append((full, bare, full / bare, (n / t_slow) / bare, (n / t_mat) / bare, as_first))
     best = max(rounds, key=lambda r: r[2])
     med = statistics.median(r[2] for r in rounds)
     print("verifier benchmark (one core; demo-pole messages, 1,000 poles in the trust list)")
@@ -103,6 +112,10 @@ def main() -> int:
         f" msg/s ({statistics.median(r[4] for r in rounds):.2f}x)"
     )
     print(f"  first message of each pole (full path + learning):         {max(cold):8.0f} msg/s")
+    print(
+        "  fresh verifier, 6 messages per pole, records read (the first definition):"
+        f" {statistics.median(r[5] for r in rounds):.2f}x"
+    )
     print(f"  bare Ed25519 verification of the same Sig_structure:      {best[1]:8.0f} op/s")
     print(f"  ratio: best {best[2]:.2f}x, median of 3 {med:.2f}x (target >= 0.8x)")
     ok = med >= 0.8

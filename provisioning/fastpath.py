@@ -24,7 +24,7 @@ topic, iat skew, replay window) run on every message as before; see
 from __future__ import annotations
 
 import struct
-from itertools import repeat
+from itertools import chain, repeat
 from operator import itemgetter
 
 from provisioning.senml_decode import BN, BT, VB, VS, N, Record, U, V
@@ -89,8 +89,55 @@ def _parse(buf: bytes, off: int, end: int) -> _Node:
     return node
 
 
+def _head(buf: bytes, off: int, major: int) -> tuple[int, int]:
+    """(offset after the head, count) of a definite-length array or map head at ``off``."""
+    ib = buf[off]
+    if ib >> 5 != major:
+        raise _Unsupported("not the expected container")
+    ai = ib & 0x1F
+    if ai < 24:
+        return off + 1, ai
+    if ai < 28:
+        w = 1 << (ai - 24)
+        return off + 1 + w, int.from_bytes(buf[off + 1 : off + 1 + w], "big")
+    raise _Unsupported("indefinite or reserved")
+
+
+def _scalar(buf: bytes, off: int, end: int) -> tuple[int, int, int, int, int, int]:
+    """(start, head end, end, major, ai, arg) of one item at ``off`` that is not a
+    container or tag (inside a SenML record)."""
+    ib = buf[off]
+    major, ai = ib >> 5, ib & 0x1F
+    p = off + 1
+    if ai < 24:
+        arg = ai
+    elif ai < 28:
+        w = 1 << (ai - 24)
+        arg = int.from_bytes(buf[p : p + w], "big")
+        p += w
+    else:
+        raise _Unsupported("indefinite or reserved")
+    if major >= 4 and major != 7:
+        raise _Unsupported("nested item in a record")
+    e = p + arg if major in (2, 3) else p
+    if e > end:
+        raise _Unsupported("truncated")
+    return off, p, e, major, ai, arg
+
+
+def _item(node: _Node) -> tuple[int, int, int, int, int, int]:
+    return node.start, node.head_end, node.end, node.major, node.ai, node.arg
+
+
+_UINT_CODES = {24: "B", 25: "H", 26: "I", 27: "Q"}
+_FLOAT_CODES = {25: "e", 26: "f", 27: "d"}
+
+
 # Slot kinds: how the bytes of a value slot become a value, and what they must look like.
-_PLAIN, _SMALL_UINT, _SMALL_NINT, _BOOL, _WIDE_NINT = 0, 10, 11, 12, 13
+# _NARROW_FLOAT: half and single floats; a NaN there goes to the full path, because
+# cbor2 keeps a half float NaN's payload bits and ``struct`` does not (a test checks
+# every half float; single floats agree, but NaNs are rare enough to not take chances).
+_PLAIN, _SMALL_UINT, _SMALL_NINT, _BOOL, _WIDE_NINT, _NARROW_FLOAT = 0, 10, 11, 12, 13, 14
 
 
 class Template:
@@ -102,6 +149,7 @@ class Template:
         "consts",
         "checks",
         "kid",
+        "pole",
         "iat_slot",
         "cti_slot",
         "bt_slot",
@@ -133,7 +181,7 @@ def learn(data: bytes, records: list[Record]) -> Template | None:
         return None
 
 
-def _learn(data: bytes, records: list[Record]) -> Template | None:
+def _learn(data: bytes, recs: list[Record]) -> Template | None:
     root = _parse(data, 0, len(data))
     if root.end != len(data) or root.major != 6 or root.arg != 18:
         return None
@@ -148,23 +196,21 @@ def _learn(data: bytes, records: list[Record]) -> Template | None:
     slots: list[tuple[int, int, str, int]] = []  # (start, end, struct code, kind)
     cti_at = iat_at = bt_at = None
 
-    def slot(node: _Node) -> int:
-        """Make ``node``'s value bytes a slot; returns its index among the slots."""
-        if node.major in (0, 1) and node.ai < 24:
-            slots.append(
-                (node.start, node.end, "B", _SMALL_UINT if node.major == 0 else _SMALL_NINT)
-            )
-        elif node.major in (0, 1):
-            code = {24: "B", 25: "H", 26: "I", 27: "Q"}[node.ai]
-            kind = _PLAIN if node.major == 0 else _WIDE_NINT
-            slots.append((node.start + 1, node.head_end, code, kind))  # after the initial byte
-        elif node.major == 7 and node.ai in (20, 21):
-            slots.append((node.start, node.end, "B", _BOOL))
-        elif node.major == 7 and node.ai in (25, 26, 27):
-            code = {25: "e", 26: "f", 27: "d"}[node.ai]
-            slots.append((node.start + 1, node.head_end, code, _PLAIN))
-        elif node.major == 2:
-            slots.append((node.head_end, node.end, f"{node.arg}s", _PLAIN))
+    def slot(item: tuple[int, int, int, int, int, int]) -> int:
+        """Make the item's value bytes a slot; returns its index among the slots."""
+        start, head_end, end, major, ai, arg = item
+        if major in (0, 1) and ai < 24:
+            slots.append((start, end, "B", _SMALL_UINT if major == 0 else _SMALL_NINT))
+        elif major in (0, 1):
+            kind = _PLAIN if major == 0 else _WIDE_NINT
+            slots.append((start + 1, head_end, _UINT_CODES[ai], kind))  # after the initial byte
+        elif major == 7 and ai in (20, 21):
+            slots.append((start, end, "B", _BOOL))
+        elif major == 7 and ai in (25, 26, 27):
+            code = _FLOAT_CODES[ai]
+            slots.append((start + 1, head_end, code, _PLAIN if code == "d" else _NARROW_FLOAT))
+        elif major == 2:
+            slots.append((head_end, end, f"{arg}s", _PLAIN))
         else:
             raise _Unsupported("slot type")
         return len(slots) - 1
@@ -182,34 +228,53 @@ def _learn(data: bytes, records: list[Record]) -> Template | None:
             ckv = v.children
             for ck, cv in zip(ckv[0::2], ckv[1::2], strict=True):
                 if ck.major == 0 and ck.arg == 6 and cv.major in (0, 1):
-                    iat_at = slot(cv)
+                    iat_at = slot(_item(cv))
                 elif ck.major == 0 and ck.arg == 7 and cv.major == 2 and cv.arg == 8:
-                    cti_at = slot(cv)
+                    cti_at = slot(_item(cv))
     if kid is None or cti_at is None:
         return None
-    # Payload: a SenML pack of records with only bn, bt, n, u, v, vb, vs.
-    pack = _parse(data, payload.head_end, payload.end)
-    if pack.major != 4 or pack.end != payload.end or len(pack.children) != len(records):
+    # Payload: a SenML pack of records with only bn, bt, n, u, v, vb, vs. Scanned flat
+    # (array of maps of scalars), not as a tree: learning is part of every pole's first
+    # message after a restart, and a node object per item cost ~300 us per pack.
+    end = payload.end
+    pos, n_recs = _head(data, payload.head_end, 4)
+    if n_recs != len(recs):
         return None
     plan = []
-    for i, (rec, node) in enumerate(zip(records, pack.children, strict=True)):
-        if node.major != 5:
-            return None
+    for i, rec in enumerate(recs):
+        pos, n_pairs = _head(data, pos, 5)
         value_slot = None
-        rkv = node.children
-        for k, v in zip(rkv[0::2], rkv[1::2], strict=True):
-            if k.major not in (0, 1):
+        for _ in range(n_pairs):
+            kb = data[pos]  # SenML labels are small integers: a one-byte head
+            if kb < 0x18:
+                label = kb
+            elif 0x20 <= kb < 0x38:
+                label = 0x1F - kb
+            else:
                 return None
-            label = _int_value(k)
+            if label in (BN, N, U, VS):
+                vb = data[pos + 1]  # short text, skipped inline (the common case)
+                if 0x60 <= vb < 0x78:
+                    pos += 2 + vb - 0x60
+                    continue
+                if vb == 0x78:
+                    pos += 3 + data[pos + 2]
+                    continue
+            v = _scalar(data, pos + 1, end)
+            pos = v[2]
+            if label in (BN, N, U, VS):
+                continue
             if label == BT:
-                if v.major not in (0, 1) or i != 0:
+                if v[3] not in (0, 1) or i != 0:
                     return None  # a base time later in the pack: records before keep 0
                 bt_at = slot(v)
             elif label in (V, VB):
                 value_slot = slot(v)
-            elif label not in (BN, N, U, VS):
+            else:
                 return None  # bv, bu, bs, t, s, ut, vd: not templated
         plan.append((rec.name, rec.unit, value_slot, rec.value))
+    if pos != end:
+        return None
     # Compile: const chunk, slot, const chunk, slot, ..., const chunk.
     fmt, consts, checks, pos = [">"], [], [], 0
     for start, end, code, kind in slots:
@@ -228,10 +293,11 @@ def _learn(data: bytes, records: list[Record]) -> Template | None:
     t.consts = tuple(consts)
     t.checks = tuple((i, kind) for i, kind in enumerate(checks) if kind != _PLAIN)
     t.kid = kid
+    t.pole = ""  # set by the verifier: the key's pole when the template was learned
     t.iat_slot = iat_at
     t.cti_slot = cti_at
     t.bt_slot = bt_at
-    t.bt_const = records[0].time if bt_at is None else 0
+    t.bt_const = recs[0].time if bt_at is None else 0
     # Record values: slot values, then each constant value appended after the slots, so
     # one itemgetter picks all of them in record order.
     picks, const_values = [], []
@@ -252,7 +318,31 @@ def _learn(data: bytes, records: list[Record]) -> Template | None:
     t.tbs_head = _SIG1_PREFIX + _bstr_head(prot.arg)
     t.tbs_mid = b"\x40" + _bstr_head(payload.arg)
     t.sig_at = len(data) - 64
+    # Self-check: the template must read the learning message back as exactly the
+    # records the full path resolved (a guard against a scanner that disagrees with cbor2).
+    m = match(t, data)
+    if m is None or not _same_records(records(t, m[0]), recs):
+        return None
     return t
+
+
+def _same(a: object, b: object) -> bool:
+    if type(a) is not type(b):
+        return False
+    if type(a) is float:
+        return struct.pack(">d", a) == struct.pack(">d", b)  # type: ignore[arg-type]
+    return a == b
+
+
+def _same_records(a: list[Record], b: list[Record]) -> bool:
+    """Equal records of equal types; floats bit for bit where ``==`` cannot tell (NaN)."""
+    if len(a) != len(b):
+        return False
+    if list(map(type, chain.from_iterable(a))) != list(map(type, chain.from_iterable(b))):
+        return False
+    if a == b:  # C-level; unequal only through NaN (or a real difference)
+        return True
+    return all(_same(p, q) for x, y in zip(a, b, strict=True) for p, q in zip(x, y, strict=True))
 
 
 def _bstr_head(n: int) -> bytes:
@@ -289,8 +379,10 @@ def match(t: Template, data: bytes) -> tuple | None:
                 values[i] = False
             else:
                 return None
-        else:  # _WIDE_NINT
+        elif kind == _WIDE_NINT:
             values[i] = -1 - b
+        elif b != b:  # _NARROW_FLOAT holding a NaN
+            return None
     p0, p1 = t.prot
     q0, q1 = t.payload
     # signature ‖ Sig_structure, as crypto_sign_open takes it, in one copy

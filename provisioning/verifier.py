@@ -145,7 +145,7 @@ class Verifier:
     def _check(self, topic: str, payload: bytes) -> Verdict:
         if self.fast:
             templates = self.templates.get(topic)
-            if templates:
+            if templates and len(payload) <= self.max_size:
                 for t in templates:
                     m = fastpath.match(t, payload)
                     if m is not None:
@@ -164,6 +164,7 @@ class Verifier:
         if t is None:
             return
         t.kind = v.kind
+        t.pole = v.pole_id
         if len(self.templates) > 200_000:  # bounded: a verifier for a whole city
             self.templates.clear()
         ts = self.templates.setdefault(topic, [])
@@ -172,9 +173,9 @@ class Verifier:
 
     def _check_fast(self, t: fastpath.Template, values: list, signed: bytes) -> Verdict | None:
         """The checks that depend on more than the message's shape; None: use the full
-        path (the key was revoked or removed since the template was learned)."""
+        path (the key was revoked, removed or re-assigned since the template was learned)."""
         key = self.keys.get(t.kid)
-        if key is None or not key.active:
+        if key is None or not key.active or key.pole_id != t.pole:
             return None
         try:
             crypto_sign_open(signed, key.public_key)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import random
+import struct
 
 import cbor2
 import pytest
@@ -18,8 +19,10 @@ from bench.bench_sign import demo_pole_window
 from edge import senml
 from edge.cose import Signer, cti_bytes
 from edge.window import Window
+from provisioning import fastpath
+from provisioning.senml_decode import resolve
 from provisioning.trustlist import KeyRecord
-from provisioning.verifier import Verifier
+from provisioning.verifier import Verifier, strict_loads
 
 POLE = "nl-fast-0001"
 TOPIC = f"poles/{POLE}/data"
@@ -34,23 +37,29 @@ def signed_raw(protected: bytes, payload: bytes) -> bytes:
     return cbor2.dumps(cbor2.CBORTag(18, [protected, {}, payload, sig]))
 
 
+def _val(x):
+    return ("float", struct.pack(">d", x)) if isinstance(x, float) else (type(x).__name__, x)
+
+
+def rview(records: list) -> list:
+    """Records as comparable tuples: floats bit for bit (NaN payload and sign, -0.0)."""
+    return [(r.name, r.unit, _val(r.value), _val(r.time), r.sum) for r in records]
+
+
 def key(v):
-    """A comparable view of a verdict (NaN compared by its repr)."""
-
-    def val(x):
-        return ("nan",) if isinstance(x, float) and math.isnan(x) else (type(x).__name__, x)
-
-    recs = [(r.name, r.unit, val(r.value), val(r.time), r.sum) for r in v.records]
-    return (v.status, v.reason, v.pole_id, v.kind, v.cti, v.iat, recs)
+    """A comparable view of a verdict."""
+    return (v.status, v.reason, v.pole_id, v.kind, v.cti, v.iat, rview(v.records))
 
 
-def pair(learn_from: bytes) -> tuple[Verifier, Verifier]:
+def pair(learn_from: bytes, require_template: bool = True) -> tuple[Verifier, Verifier]:
     """A template verifier that has learned ``learn_from``, and a full-path verifier in
-    the same replay state."""
+    the same replay state. (A first message holding a NaN in a half or single float is
+    not templated: it goes to the full path, so then no template may exist.)"""
     fast, slow = Verifier(dict(KEYS)), Verifier(dict(KEYS), fast=False)
     a, b = fast.check(TOPIC, learn_from), slow.check(TOPIC, learn_from)
     assert a.accepted and key(a) == key(b)
-    assert fast.templates.get(TOPIC), "no template learned"
+    if require_template:
+        assert fast.templates.get(TOPIC), "no template learned"
     return fast, slow
 
 
@@ -124,7 +133,7 @@ def test_any_pack_shape_decides_identically(shape, data, canonical, bt):
         return cbor2.dumps(recs, canonical=canonical)
 
     first = SIGNER.sign(pack(), None, cti_bytes(2, 1))
-    fast, slow = pair(first)
+    fast, slow = pair(first, require_template=False)
     for n in range(2, 5):
         msg = SIGNER.sign(pack(), 1_800_000_000 + n, cti_bytes(2, n)) if n == 4 else None
         msg = msg or SIGNER.sign(pack(), None, cti_bytes(2, n))
@@ -229,3 +238,96 @@ def test_revoked_after_learning_is_rejected_and_replays_are_caught():
         "poles/nl-other-0002/data", SIGNER.sign(enc.encode(w, w.end), w.end, cti_bytes(5, 1000))
     )
     assert v.status == "rejected"
+
+
+@pytest.mark.parametrize("half", [b"\x7e\x01", b"\xfe\x00", b"\x7c\x01", b"\xfd\xff", b"\x7c\x00"])
+def test_half_float_nan_payloads_decode_bit_for_bit(half):
+    """cbor2 keeps a half float NaN's payload bits, ``struct`` does not: a half float slot
+    holding a NaN must go to the full path, not decode to another NaN."""
+    first, second = _kinds_pair()
+    prot, payload = _parts(second)
+    at = payload.index(b"\x64half\x02\xf9") + 7
+    mutated = payload[:at] + half + payload[at + 2 :]
+    fast, slow = pair(first)
+    msg = signed_raw(prot, mutated)
+    x, y = fast.check(TOPIC, msg), slow.check(TOPIC, msg)
+    assert x.accepted and key(x) == key(y)
+
+
+# -- the matcher alone, on unsigned bytes: no signature to hide behind ---------------------
+def _slow_parse(msg: bytes) -> tuple:
+    """What the full path decodes from a message: records, iat, cti, signature ‖ tbs."""
+    tag = strict_loads(msg)
+    prot_raw, _unprot, payload, sig = tag.value
+    prot = strict_loads(prot_raw)
+    claims = prot[15]
+    recs = resolve(strict_loads(payload))
+    tbs = cbor2.dumps(["Signature1", prot_raw, b"", payload])
+    return prot[1], prot[4], recs, claims.get(6), claims[7], sig + tbs
+
+
+def _agrees(t, msg: bytes) -> bool:
+    """True when the matcher decoded ``msg`` (and then exactly as the full path would);
+    False when it declined. Never a different value."""
+    m = fastpath.match(t, msg)
+    if m is None:
+        return False
+    values, signed = m
+    alg, kid, recs, iat, cti, slow_signed = _slow_parse(msg)  # must not raise
+    assert alg == -8 and kid == t.kid
+    got = fastpath.records(t, values)
+    iat_fast = values[t.iat_slot] if t.iat_slot is not None else None
+    assert (iat_fast, values[t.cti_slot], signed) == (iat, cti, slow_signed)
+    assert rview(got) == rview(recs)
+    return True
+
+
+def _template(first: bytes):
+    fast, _ = pair(first)
+    return fast.templates[TOPIC][0]
+
+
+@pytest.mark.parametrize("pair_of", [_demo_pair, _kinds_pair])
+def test_matcher_on_every_byte_value_never_decodes_differently(pair_of):
+    """Every byte of the message (envelope, protected header, payload) set to every other
+    value, unsigned: the matcher declines, or decodes exactly what the full path does."""
+    first, second = pair_of()
+    t = _template(first)
+    assert _agrees(t, second)
+    decoded = 0
+    values = range(256) if pair_of is _kinds_pair else (0x00, 0x01, 0x18, 0x3F, 0x80, 0xF5, 0xFF)
+    for i in range(len(second) - 64):
+        for b in values:
+            if b != second[i]:
+                decoded += _agrees(t, second[:i] + bytes([b]) + second[i + 1 :])
+    for n in (1, 2, 9, 65, len(second) - 1):
+        assert not _agrees(t, second[:-n]) and not _agrees(t, second + second[-n:])
+    assert decoded > 100  # the value slots did vary and were decoded
+
+
+def test_matcher_on_every_half_float():
+    first, second = _kinds_pair()
+    t = _template(first)
+    at = second.index(b"\x64half\x02\xf9") + 7
+    nan_declined = 0
+    for h in range(65536):
+        msg = second[:at] + h.to_bytes(2, "big") + second[at + 2 :]
+        if not _agrees(t, msg):
+            assert math.isnan(struct.unpack(">e", h.to_bytes(2, "big"))[0])
+            nan_declined += 1
+    assert nan_declined == 2 * 1023  # exactly the NaNs go to the full path
+
+
+def test_key_moved_to_another_pole_or_smaller_size_limit_after_learning():
+    """State the template cannot know: both paths must say the same."""
+    first, second = _demo_pair()
+    for change in ("pole", "size"):
+        fast, slow = pair(first)
+        for ver in (fast, slow):
+            if change == "pole":
+                ver.keys[SIGNER.kid] = KeyRecord("nl-fast-0002", SIGNER.public_key)
+            else:
+                ver.max_size = 200
+        x, y = fast.check(TOPIC, second), slow.check(TOPIC, second)
+        assert x.status == "rejected" and key(x) == key(y), (change, x)
+        assert x.reason.startswith("iss" if change == "pole" else "size")
