@@ -155,6 +155,10 @@ async def run_one_pole(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import faulthandler
+
+    if hasattr(signal, "SIGUSR1"):  # kill -USR1 <pid>: every thread's stack to stderr
+        faulthandler.register(signal.SIGUSR1)
     ap = argparse.ArgumentParser(prog="pole-sim", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="simulated poles -> broker -> verifier, printed live")
