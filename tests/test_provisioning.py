@@ -229,14 +229,15 @@ def test_offline_registration_is_signed_and_synced_later(controller, tmp_path):
     regs = tmp_path / "regs"
     args = provision_args(controller, tmp_path) + [
         "--offline", str(regs), "--technician-key", str(tech_dir / "technician.key")]  # fmt: skip
-    # Interrupted after the credentials step: the rerun must still produce a matching hash.
+    # Interrupted right after the controller stored its broker password (request 6,
+    # CREDENTIALS, never answered): the rerun must still produce a matching hash.
+    controller.swallow_at = 6
     proc = subprocess.Popen([str(BIN / "pole-admin"), "provision", "--pole-id", POLE, *args],
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
-    for line in proc.stdout:  # type: ignore[union-attr]
-        if line.startswith("[5/8]"):
-            proc.kill()
-            break
+                            stdout=subprocess.DEVNULL)  # fmt: skip
+    assert controller.swallowed.wait(30)
+    proc.kill()
     proc.wait(10)
+    assert (controller.state_dir / "mqtt.password").exists() and not list(regs.glob("*.lpreg"))
     r = admin("provision", "--pole-id", POLE, *args)
     assert "signed registration written" in r.stdout
     [reg] = list(regs.glob("*.lpreg"))
@@ -500,9 +501,27 @@ def test_the_rehearsal_in_the_technician_guide_works_as_written(tmp_path):
         assert list(tmp_path.glob("commission-nl-ehv-00042-*.txt"))
         assert (tmp_path / "labels" / "nl-ehv-00042.png").exists()
     finally:
-        for p in bg:
-            p.send_signal(signal.SIGINT)
-            p.wait(20)
+        for p in reversed(bg):  # the controller first, while its broker is still there
+            _stop_or_report(p)
+
+
+def _stop_or_report(p: subprocess.Popen) -> None:
+    """SIGINT and wait. Once in about fifteen runs a simulated controller did not exit
+    (not reproduced outside pytest): then dump its stacks (pole-sim's SIGUSR1 handler)
+    into a warning, so the -ra summary shows it, and kill it."""
+    import warnings
+
+    p.send_signal(signal.SIGINT)
+    try:
+        p.wait(30)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGUSR1)
+        try:
+            p.wait(2)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+        warnings.warn(f"{p.args!r} did not stop within 30 s of SIGINT; killed", stacklevel=2)
 
 
 def test_commissioning_judges_the_newest_health_not_the_last_to_arrive():
