@@ -323,6 +323,8 @@ def _technician_create(a: argparse.Namespace) -> int:
 
 
 def _trust_add_technician(a: argparse.Namespace) -> int:
+    if not a.db.exists():
+        print(f"note: {a.db} did not exist; created a new, empty trust list", file=sys.stderr)
     tl = TrustList(a.db)
     try:
         kid = tl.add_technician(a.name, bytes.fromhex(a.public_key))
@@ -386,12 +388,17 @@ def main(argv: list[str] | None = None) -> int:
 
     def field_opts(p: argparse.ArgumentParser) -> None:
         p.add_argument("--port", required=True, help="the controller's console, e.g. /dev/ttyUSB0")
-        p.add_argument("--baud", type=int, default=115200)
-        p.add_argument("--timeout", type=float, default=5.0, help="seconds per console answer")
+        p.add_argument("--baud", type=int, default=115200, help="console speed (default 115200)")
+        p.add_argument(
+            "--timeout", type=float, default=5.0, help="seconds per console answer (default 5)"
+        )
         p.add_argument("--lat", type=float, required=True, help="latitude, WGS84 degrees")
         p.add_argument("--lon", type=float, required=True, help="longitude, WGS84 degrees")
         p.add_argument(
-            "--board", default="linux-controller", help="board profile (hardware/boards/)"
+            "--board",
+            default="linux-controller",
+            help="board profile: linux-controller (default); sim-pole, sim-pole-full for "
+            "the simulator",
         )
         p.add_argument("--broker-url", required=True, help="the broker the pole publishes to")
         p.add_argument("--ca-file", help="CA certificate path on the controller, for mqtts://")
@@ -427,7 +434,14 @@ def main(argv: list[str] | None = None) -> int:
     rc.add_argument("pole", help="the pole id")
     field_opts(rc)
     rc.set_defaults(fn=_replace_controller)
-    dc = sub.add_parser("decommission", help="retire a pole: revoke keys, remove broker user")
+    dc = sub.add_parser(
+        "decommission",
+        help="retire a pole: revoke keys, remove broker user, wipe the controller",
+        description="With --trust-db: revoke every key of the pole. With --broker-dir: remove "
+        "its broker user. With --port: destroy the key, credentials and configuration on the "
+        "controller (power-cycle it afterwards). Give only --port to wipe a controller "
+        "without touching the city's lists.",
+    )
     dc.add_argument("pole", help="the pole id")
     dc.add_argument("--trust-db", type=Path, help="revoke the pole's keys here")
     dc.add_argument("--broker-dir", type=Path, help="remove the pole's broker user here")
@@ -445,8 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     cm.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
     cm.add_argument("--trust", type=Path, required=True, help="trust.json or trust SQLite file")
     cm.add_argument("--username", help="a reader user made by 'pole-admin broker add --reader'")
-    cm.add_argument("--password-file", type=Path)
-    cm.add_argument("--ca-file", type=Path)
+    cm.add_argument("--password-file", type=Path, help="file holding that reader's password")
+    cm.add_argument("--ca-file", type=Path, help="the broker's CA certificate, for mqtts://")
     cm.add_argument("--prefix", default="poles")
     cm.add_argument("--timeout", type=float, default=180.0, help="give up after (s), default 180")
     cm.add_argument("--tilt-max", type=float, default=5.0, help="degrees, default 5")

@@ -76,6 +76,7 @@ class Commissioning:
         self.rejected: list[str] = []
         self.accepted = 0
         self.started = time.time()
+        self.broker_error = ""  # the laptop's own connection to the broker failed
 
     def observe(self, topic: str, v: Verdict) -> None:
         parts = topic.split("/")
@@ -123,6 +124,16 @@ class Commissioning:
         return {k.split("/")[1]: str(val) for k, val in rec.items() if k.startswith("sensor/")}
 
     def checks(self) -> list[Check]:
+        if self.broker_error:
+            return [
+                Check(
+                    "connect to the broker",
+                    False,
+                    f"{self.broker_error}: this laptop cannot log in; check --broker, "
+                    "--username, --password-file (and --ca-file for mqtts://). Nothing about "
+                    "the pole was judged.",
+                )
+            ]
         out = []
         n_rej = len(self.rejected)
         if self.accepted:
@@ -236,7 +247,7 @@ class Commissioning:
         lines = [f"Commissioning report for pole {self.pole_id}, {stamp}", ""]
         for c in checks:
             lines.append(f"  {'ok  ' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}")
-        if not self.complete():
+        if not self.complete() and not self.broker_error:
             lines.append(
                 f"  FAIL  {'complete':<{width}}  timed out: got {len(self.data)} data "
                 f"window(s), {len(self.health)} health message(s) after them, manifest "
@@ -272,9 +283,20 @@ async def commission(
     tilt_max_deg: float = 5.0,
 ) -> Commissioning:
     """Listen until the pole's messages are complete (or ``timeout_s``) and judge them."""
-    from provisioning.receiver import run_receiver
+    import aiomqtt
+
+    from provisioning.receiver import _client, broker_address, run_receiver
 
     job = Commissioning(pole_id, tilt_max_deg=tilt_max_deg)
+    # Our own connection first: if the laptop cannot log in, say so, instead of waiting
+    # minutes and then blaming the pole.
+    host, port, tls = broker_address(broker_url)
+    try:
+        async with _client(host, port, tls, None, login):  # type: ignore[arg-type]
+            pass
+    except (aiomqtt.MqttError, OSError) as exc:
+        job.broker_error = f"{exc}"
+        return job
     stop = asyncio.Event()
 
     def on(topic: str, v: Verdict) -> None:

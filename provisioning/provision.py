@@ -120,6 +120,7 @@ class Provisioner:
         self.key()
         self.configure()
         self.public_key()
+        self.preflight()
         self.credentials()
         self.register()
         self.label()
@@ -200,6 +201,41 @@ class Provisioner:
         self.password = password
         self._step(5, f"new password sent to the controller; {where}")
 
+    def preflight(self) -> None:
+        """Before anything changes at the city (broker password, trust list): refuse what
+        step 6 would refuse, so a mistaken run cannot lock a working pole out."""
+        p = self.plan
+        if p.offline_dir is not None:
+            return  # checked by 'trust sync' at the office
+        tl = TrustList(p.trust_db)  # type: ignore[arg-type]
+        try:
+            mine = [r for r in tl.records() if r.public_key == self.public]
+            others = [r for r in tl.active_keys(p.pole_id) if r.public_key != self.public]
+        finally:
+            tl.close()
+        fp = fingerprint(self.public)
+        if mine and not mine[0].active:
+            raise ProvisionError(
+                f"the controller on this cable (fingerprint {fp}) holds a revoked key: it was "
+                "replaced or decommissioned before",
+                f"if you meant the new controller, plug into that one; to reuse this one, wipe "
+                f"it with 'pole-admin decommission {p.pole_id} --port {self.c.port}' (with no "
+                "--trust-db, only the controller is wiped) and provision it again",
+            )
+        if mine and mine[0].pole_id != p.pole_id:
+            raise ProvisionError(
+                f"this controller's key is registered for pole {mine[0].pole_id}",
+                f"decommission {mine[0].pole_id} first",
+            )
+        if others and not p.replace:
+            raise ProvisionError(
+                f"pole {p.pole_id} already has another active key (kid {others[0].kid.hex()}); "
+                f"the controller on this cable has fingerprint {fp}",
+                f"if {fp} is on the label of the pole's old controller, you are plugged into "
+                f"the wrong one; if this is a new controller for the pole, run 'pole-admin "
+                f"replace-controller {p.pole_id} ...'; if the pole number is wrong, fix it",
+            )
+
     def register(self) -> None:
         p = self.plan
         if p.offline_dir is not None:
@@ -208,21 +244,21 @@ class Provisioner:
         tl = TrustList(p.trust_db)  # type: ignore[arg-type]
         try:
             others = [r for r in tl.active_keys(p.pole_id) if r.public_key != self.public]
-            if others and not p.replace:
+            if others and not p.replace:  # preflight said so; the list changed meanwhile
                 raise ProvisionError(
-                    f"pole {p.pole_id} already has another active key in the trust list "
-                    f"(kid {others[0].kid.hex()})",
-                    f"if this is a new controller for the same pole, run 'pole-admin "
-                    f"replace-controller {p.pole_id} ...'; if the pole number is wrong, fix it",
+                    f"pole {p.pole_id} got another active key meanwhile", "run the command again"
                 )
-            for r in others:
-                tl.revoke(kid=r.kid.hex())
-            try:
+            try:  # the new key first: a pole is never left without an active key
                 rec = tl.add(p.pole_id, self.public, note=f"provisioned at {p.lat},{p.lon}")
             except TrustError as exc:
                 raise ProvisionError(
-                    str(exc), "decommission this controller and provision again"
+                    str(exc),
+                    f"wipe this controller with 'pole-admin decommission {p.pole_id} --port "
+                    f"{self.c.port}' (without --trust-db only the controller is wiped) and "
+                    "provision it again",
                 ) from None
+            for r in others:
+                tl.revoke(kid=r.kid.hex())
         finally:
             tl.close()
         extra = f"; revoked {len(others)} old key(s)" if others else ""
@@ -259,7 +295,8 @@ class Provisioner:
         os.replace(tmp, path)
         self._step(
             6,
-            f"signed registration written to {path}; sync it: pole-admin trust sync {path.parent}",
+            f"signed registration written to {path}; at the office: pole-admin trust sync "
+            f"{path.parent} --db TRUST.sqlite --broker-dir BROKER_DIR",
         )
 
     def label(self) -> None:

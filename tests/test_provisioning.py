@@ -296,8 +296,22 @@ def test_replace_controller_revokes_the_old_key_and_decommission_wipes(controlle
                   *online(tmp_path), check=False)  # fmt: skip
         assert r.returncode == 2 and "already has another active key" in r.stderr
         assert f"pole-admin replace-controller {POLE}" in r.stderr
+        # The refusal came before anything changed: the working pole is not locked out.
+        assert BrokerAuth(tmp_path / "auth").check(POLE, controller_password(controller))
+        assert not (new_ctl.state_dir / "mqtt.password").exists()
         r = admin("replace-controller", POLE, *provision_args(new_ctl, tmp_path), *online(tmp_path))
         assert "revoked 1 old key(s)" in r.stdout
+        # replace-controller again, but with the cable on the OLD controller: refused, and
+        # the new controller's key stays the pole's active key.
+        r = admin("replace-controller", POLE, *provision_args(controller, tmp_path),
+                  *online(tmp_path), check=False)  # fmt: skip
+        assert r.returncode == 2 and "holds a revoked key" in r.stderr, r.stderr
+        tl = TrustList(tmp_path / "trust.sqlite")
+        assert [k.public_key for k in tl.active_keys(POLE)] == [
+            load_identity(new_ctl.state_dir).public_key
+        ]
+        tl.close()
+        assert BrokerAuth(tmp_path / "auth").check(POLE, controller_password(new_ctl))
         new = load_identity(new_ctl.state_dir)
         assert new.public_key != old.public_key and new.pole_id == POLE
         keys = load_keys(tmp_path / "trust.sqlite")
@@ -562,3 +576,16 @@ def test_commissioning_judges_the_newest_health_not_the_last_to_arrive():
         topic + "health", v("health", 30, ("sensor/bme280/up", True), ("alarm/pole_tilted", True))
     )
     assert not job.passed() and "FAIL  alarm pole_tilted" in job.report()
+
+
+def test_commission_says_when_the_laptop_cannot_reach_the_broker(tmp_path, city_broker):
+    from host_sim.broker import free_port
+
+    TrustList(tmp_path / "trust.sqlite").close()
+    base = ["commission", POLE, "--trust", str(tmp_path / "trust.sqlite"), "--timeout", "60",
+            "--out-dir", str(tmp_path)]  # fmt: skip
+    r = admin(*base, "--broker", f"mqtt://127.0.0.1:{free_port()}", check=False, timeout=30)
+    assert r.returncode == 1 and "FAIL  connect to the broker" in r.stdout, r.stdout
+    assert "Nothing about the pole was judged" in r.stdout
+    r = admin(*base, "--broker", city_broker.url, "--username", "nobody", check=False, timeout=30)
+    assert r.returncode == 1 and "Not authorized" in r.stdout and "--username" in r.stdout
