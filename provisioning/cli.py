@@ -104,6 +104,8 @@ def _trust_list(a: argparse.Namespace) -> int:
     try:
         for r in tl.records():
             print(f"{r.pole_id:<20} {r.kid.hex()}  {r.status}")
+        for name, kid, status in tl.technicians():
+            print(f"{'technician ' + name:<20} {kid}  {status}")
     finally:
         tl.close()
     return 0

@@ -53,9 +53,11 @@ def sync_registrations(
             if auth is not None and body.get("broker_hash"):
                 auth.set_hash(str(body.get("broker_user", pole_id)), str(body["broker_hash"]))
                 msg += "; broker password installed"
-            done = path.parent / "synced"
+            # Synced files go to synced/ beside them (a file synced from there stays put).
+            done = path.parent if path.parent.name == "synced" else path.parent / "synced"
             done.mkdir(exist_ok=True)
-            os.replace(path, done / path.name)
+            if done != path.parent:
+                os.replace(path, done / path.name)
             results.append((path, True, msg))
         except (RegistrationError, TrustError, OSError, KeyError) as exc:
             results.append((path, False, str(exc)))

@@ -156,6 +156,12 @@ class TrustList:
             )
         return cur.rowcount
 
+    def technicians(self) -> list[tuple[str, str, str]]:
+        """(name, kid hex, status) of every enrolled technician key."""
+        return self.db.execute(
+            "SELECT name, kid, status FROM technicians ORDER BY name, added"
+        ).fetchall()
+
     def technician(self, kid: bytes) -> tuple[str, bytes, str] | None:
         """(name, public key, status) of a technician key, or None if unknown."""
         row = self.db.execute(

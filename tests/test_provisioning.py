@@ -263,6 +263,12 @@ def test_offline_registration_is_signed_and_synced_later(controller, tmp_path):
     tl.close()
     assert BrokerAuth(tmp_path / "auth").check(POLE, controller_password(controller))
     tampered.unlink()
+    # Syncing the synced folder again is harmless: accepted again, left where it is.
+    r = admin("trust", "sync", str(regs / "synced"), "--db", str(db))
+    assert f"ok       {reg.name}" in r.stdout and (regs / "synced" / reg.name).exists()
+    assert not (regs / "synced" / "synced").exists()
+    listing = admin("trust", "list", "--db", str(db)).stdout
+    assert "technician j.devries" in listing and "active" in listing
 
     # A registration signed by a technician the city does not know, or no longer trusts.
     other = tmp_path / "other"
