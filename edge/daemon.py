@@ -343,10 +343,9 @@ class Pole:
         while True:
             now = self.clock()
             wait = window_start(now, cfg.health_s, offset) + cfg.health_s - now
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._health_now.wait(), min(max(wait, 0.0), cfg.health_s) / self.time.rate
-                )
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: see SensorRunner._call
+                async with asyncio.timeout(min(max(wait, 0.0), cfg.health_s) / self.time.rate):
+                    await self._health_now.wait()
             self._health_now.clear()
             self.outbox.post("health", self._health_payload())
 

@@ -240,7 +240,11 @@ class SensorRunner:
         if self._worker is None:
             self._worker = _Worker(self.name)
         try:
-            return await asyncio.wait_for(self._worker.submit(fn), self.timeout_s)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that arrives as the result does (CPython gh-86296), and the
+            # sensor task then polls on after Pole.run cancelled it: a hang at shutdown.
+            async with asyncio.timeout(self.timeout_s):
+                return await self._worker.submit(fn)
         except TimeoutError:
             self._worker.abandon()  # its thread may never come back; start a new one
             self._worker = None

@@ -16,8 +16,11 @@ import logging
 import signal
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from edge.clock import Clock
 from host_sim.broker import EmbeddedBroker, Mosquitto, mosquitto_path
 from host_sim.pole import SimPole
 from host_sim.world import World
@@ -132,9 +135,24 @@ async def _incidents(poles: list[SimPole], duration: float) -> None:
         print(f"--- incident: {poles[-1].pole_id} lamp fails", flush=True)
 
 
+def sim_wall(start: float, ref: float, rate: float) -> Callable[[], float]:
+    """Simulated wall time that reads ``start`` at the instant ``ref`` of time.monotonic()
+    and runs ``rate`` times faster. CLOCK_MONOTONIC is shared by every process on the
+    machine, so a pole started as its own process (to be killed like a power cut) keeps
+    the same simulated time as the scenario that started it."""
+    return lambda: start + (time.monotonic() - ref) * rate
+
+
 async def run_one_pole(args: argparse.Namespace) -> int:
     """One simulated pole in this process until SIGINT/SIGTERM (for crash tests and fleets)."""
-    world = World(seed=args.seed)
+    clock = None
+    wall: Callable[[], float] = time.time
+    if args.sim_start is not None or args.rate != 1.0:
+        start = time.time() if args.sim_start is None else args.sim_start
+        ref = time.monotonic() if args.sim_ref is None else args.sim_ref
+        wall = sim_wall(start, ref, args.rate)
+        clock = Clock(wall=wall, rate=args.rate)
+    world = World(seed=args.seed, clock=wall)
     sp = SimPole(
         args.pole_id,
         args.state_dir,
@@ -144,6 +162,7 @@ async def run_one_pole(args: argparse.Namespace) -> int:
         health_s=args.health,
         topic_prefix=args.prefix,
         sensors=args.sensors,
+        clock=clock,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -202,6 +221,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--index", type=int, default=0, help="which pole of the world (default 0)")
     p.add_argument("--prefix", default="poles")
     p.add_argument("--sensors", choices=("basic", "full"), default="basic")
+    p.add_argument(
+        "--rate", type=float, default=1.0, help="simulated seconds per real second (default 1)"
+    )
+    p.add_argument(
+        "--sim-start", type=float, help="simulated epoch seconds at --sim-ref (default: now)"
+    )
+    p.add_argument(
+        "--sim-ref",
+        type=float,
+        help="the time.monotonic() instant at which simulated time is --sim-start "
+        "(default: when this process starts)",
+    )
     p.add_argument("--log-level", default="WARNING")
     from host_sim import field
 

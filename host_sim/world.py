@@ -17,11 +17,20 @@ from collections.abc import Callable
 
 class World:
     def __init__(
-        self, seed: int = 1, clock: Callable[[], float] = time.time, utc_offset_h: float = 1.0
+        self,
+        seed: int = 1,
+        clock: Callable[[], float] = time.time,
+        utc_offset_h: float = 1.0,
+        dusk_h: float = 17.0,
+        dawn_h: float = 7.5,
     ) -> None:
+        """``dusk_h``/``dawn_h``: local hours at which the lamps are switched on and off
+        (the lighting circuit's schedule; scenarios state their expectations from them)."""
         self.seed = seed
         self.clock = clock
         self.utc_offset_h = utc_offset_h
+        self.dusk_h = dusk_h
+        self.dawn_h = dawn_h
         self.heat_wave = 0.0  # extra °C, for scenarios
 
     def hour(self, t: float) -> float:
@@ -46,6 +55,9 @@ class PoleWorld:
         self.azimuth_deg = rng.uniform(0, 360)
         self.lamp_failed = False
         self.lamp_override: bool | None = None  # force the command on/off (tests)
+        # A controller fed from the switched lighting circuit has power only while the
+        # lamps are commanded on: it stops at dawn and boots again at dusk.
+        self.switched_circuit = False
         self.nominal_current = 2.5  # A, a 60 W LED on a 24 V DC feed
 
     def climate(self) -> dict[str, float]:
@@ -70,11 +82,16 @@ class PoleWorld:
         return {"tilt": self.tilt_deg, "azimuth": self.azimuth_deg, "sway": max(0.0, wind)}
 
     def lamp_commanded(self) -> bool:
-        """Dusk to dawn: on from 17:00 to 07:30 local time."""
+        """Dusk to dawn: on from 17:00 to 07:30 local time (``World.dusk_h``/``dawn_h``)."""
         if self.lamp_override is not None:
             return self.lamp_override
         h = self.world.hour(self.world.clock())
-        return h >= 17.0 or h < 7.5
+        return h >= self.world.dusk_h or h < self.world.dawn_h
+
+    def powered(self) -> bool:
+        """Whether the pole's controller has power: always on a permanent feed; on the
+        switched lighting circuit only while the lamps are commanded on."""
+        return self.lamp_commanded() if self.switched_circuit else True
 
     def lamp_supply(self) -> dict[str, float]:
         burning = self.lamp_commanded() and not self.lamp_failed
