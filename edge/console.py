@@ -242,15 +242,7 @@ class ConsoleAgent:
         if not isinstance(password, str) or len(password) < 16:
             raise ConsoleError("bad_request", "CREDENTIALS needs the broker password (16+ chars)")
         path = self.state_dir / PASSWORD_FILE
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, (password + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        atomic_write(path, (password + "\n").encode(), mode=0o600)
         return {"password_file": str(path)}
 
     def cmd_finish(self, args: dict) -> dict:

@@ -33,6 +33,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
+        os.fchmod(fd, mode)  # exactly ``mode``, whatever the umask or a stale temp file
         os.write(fd, data)
         os.fsync(fd)
     finally:
@@ -64,6 +65,18 @@ class Identity:
         }
 
 
+def write_new_secret(path: Path, data: bytes) -> None:
+    """Create ``path`` holding ``data``, mode 0600 whatever the umask, fsynced; refuses to
+    overwrite (FileExistsError): a key is never replaced as a side effect."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(path, 0o600)
+
+
 def create_identity(state_dir: Path, pole_id: str) -> Identity:
     """Generate the key on this machine (where the pole's state lives), mode 0600.
 
@@ -71,15 +84,8 @@ def create_identity(state_dir: Path, pole_id: str) -> Identity:
     act (``pole-admin replace-controller``), not a side effect.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
-    key_path = state_dir / KEY_FILE
     seed = os.urandom(32)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, seed)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(key_path, 0o600)  # whatever the umask
+    write_new_secret(state_dir / KEY_FILE, seed)
     ident = Identity(pole_id, seed)
     atomic_write(state_dir / PUB_FILE, json.dumps(ident.public_record(), indent=2).encode())
     _fsync_dir(state_dir)

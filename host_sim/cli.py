@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edge.clock import Clock
 from host_sim.broker import EmbeddedBroker, Mosquitto, mosquitto_path
 from host_sim.pole import SimPole
+from host_sim.simtime import SimClock
 from host_sim.world import World
 from provisioning.receiver import run_receiver
 from provisioning.report import format_verdict
@@ -135,23 +135,14 @@ async def _incidents(poles: list[SimPole], duration: float) -> None:
         print(f"--- incident: {poles[-1].pole_id} lamp fails", flush=True)
 
 
-def sim_wall(start: float, ref: float, rate: float) -> Callable[[], float]:
-    """Simulated wall time that reads ``start`` at the instant ``ref`` of time.monotonic()
-    and runs ``rate`` times faster. CLOCK_MONOTONIC is shared by every process on the
-    machine, so a pole started as its own process (to be killed like a power cut) keeps
-    the same simulated time as the scenario that started it."""
-    return lambda: start + (time.monotonic() - ref) * rate
-
-
 async def run_one_pole(args: argparse.Namespace) -> int:
     """One simulated pole in this process until SIGINT/SIGTERM (for crash tests and fleets)."""
     clock = None
     wall: Callable[[], float] = time.time
     if args.sim_start is not None or args.rate != 1.0:
         start = time.time() if args.sim_start is None else args.sim_start
-        ref = time.monotonic() if args.sim_ref is None else args.sim_ref
-        wall = sim_wall(start, ref, args.rate)
-        clock = Clock(wall=wall, rate=args.rate)
+        sim = SimClock(start, args.rate, ref=args.sim_ref)
+        wall, clock = sim.wall, sim.edge_clock()
     world = World(seed=args.seed, clock=wall)
     sp = SimPole(
         args.pole_id,

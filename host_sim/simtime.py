@@ -27,10 +27,13 @@ def local_epoch(date: str, hhmm: str) -> float:
 class SimClock:
     """Simulated wall time: ``start`` (epoch s) running ``rate`` times real time."""
 
-    def __init__(self, start: float, rate: float = 1.0) -> None:
+    def __init__(self, start: float, rate: float = 1.0, ref: float | None = None) -> None:
+        """``ref``: the time.monotonic() instant at which the clock reads ``start``
+        (default: now). CLOCK_MONOTONIC is shared by every process on the machine, so a
+        pole started as its own process keeps its scenario's simulated time."""
         self.rate = rate
         self.start = start
-        self.m0 = time.monotonic()
+        self.m0 = time.monotonic() if ref is None else ref
 
     def wall(self) -> float:
         return self.start + (time.monotonic() - self.m0) * self.rate

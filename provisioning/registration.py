@@ -28,7 +28,7 @@ from nacl.exceptions import BadSignatureError
 
 from edge.console import registration_proof_message
 from edge.cose import fingerprint, kid_for
-from edge.state import atomic_write
+from edge.state import atomic_write, write_new_secret
 
 TYPE = "lightpole-registration"
 SUFFIX = ".lpreg"
@@ -78,14 +78,8 @@ class TechnicianKey:
     @staticmethod
     def create(directory: Path, name: str) -> TechnicianKey:
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / TECH_KEY
         seed = os.urandom(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, seed)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_new_secret(directory / TECH_KEY, seed)
         key = TechnicianKey(name, seed)
         atomic_write(directory / TECH_PUB, json.dumps(key.public_record(), indent=2).encode())
         return key

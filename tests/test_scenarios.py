@@ -17,7 +17,7 @@ from edge import senml
 from edge.cose import Signer, cti_bytes
 from edge.state import create_identity, load_identity
 from host_sim import scenarios
-from host_sim.cli import sim_wall
+from host_sim.simtime import SimClock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,14 +96,15 @@ def test_sim_clock_runs_fast_jumps_and_is_shared_with_pole_processes():
     # A pole process is handed (start, monotonic reference, rate) and reads the same
     # time: CLOCK_MONOTONIC is one clock for every process on the machine.
     code = (
-        "import sys; from host_sim.cli import sim_wall as w; print(w(*map(float, sys.argv[1:]))())"
+        "import sys; from host_sim.simtime import SimClock as C; "
+        "s, m, r = map(float, sys.argv[1:]); print(C(s, r, ref=m).wall())"
     )
     args = [repr(clock.start), repr(clock.m0), repr(clock.rate)]
     out = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout
     assert 0 <= clock.wall() - float(out) < 60 * 5  # the child ran within the last 5 s
-    assert abs(sim_wall(clock.start, clock.m0, clock.rate)() - clock.wall()) < 1
+    assert abs(SimClock(clock.start, clock.rate, ref=clock.m0).wall() - clock.wall()) < 1
 
 
 def test_docs_list_every_scenario():
