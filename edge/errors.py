@@ -29,9 +29,17 @@ class NotReady(SensorError):
 
 
 class NoDevice(SensorError):
-    """Nothing answers at the configured address or port: unplugged, wrong address, or dead."""
+    """Nothing answers at the configured address or port: unplugged, wrong address, or dead.
+
+    ``errno`` is the bus's error number when a bus error was the cause (ENODEV, ENXIO,
+    EREMOTEIO, EIO, ...), None when the chip answered but is not the one expected.
+    """
 
     counter = "no_device"
+
+    def __init__(self, message="", errno=None):
+        super().__init__(message)
+        self.errno = errno
 
 
 class Implausible(SensorError):

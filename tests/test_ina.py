@@ -45,6 +45,22 @@ def rig(kind, current=0.5, voltage=12.0, shunt_ohms=0.1, **opts):
     return clock, world, sim, bus, drv
 
 
+def round_trip(kind, current, voltage, *, shunt_a, bus_v, power_lsbs):
+    """One reading against the simulator, within half an ADC step (shunt LSB in amps
+    through 0.1 ohm, bus LSB in volts) plus the chip's integer truncations."""
+    clock, _, sim, bus, drv = rig(kind, current=current, voltage=voltage)
+    drv.start()
+    clock.t += 0.01
+    r = drv.read()
+    lsb = drv.current_lsb
+    assert r["current"] == pytest.approx(current, abs=shunt_a / 2 + 1.01 * lsb)
+    assert r["voltage"] == pytest.approx(voltage, abs=bus_v / 2 + 1e-9)
+    assert r["power"] == pytest.approx(
+        abs(current) * voltage,
+        abs=power_lsbs * lsb + bus_v / 2 * abs(current) + 2.1 * lsb * voltage,
+    )
+
+
 # --- INA219 -----------------------------------------------------------------------------
 
 
@@ -150,16 +166,7 @@ def test_ina219_missing_is_no_device():
     voltage=st.floats(min_value=0.0, max_value=26.0),
 )
 def test_ina219_round_trip(current, voltage):
-    clock, _, sim, bus, drv = rig(219, current=current, voltage=voltage)
-    drv.start()
-    clock.t += 0.01
-    r = drv.read()
-    lsb = drv.current_lsb
-    assert r["current"] == pytest.approx(current, abs=0.5e-4 + 1.01 * lsb)
-    assert r["voltage"] == pytest.approx(voltage, abs=0.002 + 1e-9)
-    assert r["power"] == pytest.approx(
-        abs(current) * voltage, abs=20 * lsb + 0.002 * abs(current) + 2.1 * lsb * voltage
-    )
+    round_trip(219, current, voltage, shunt_a=1e-4, bus_v=0.004, power_lsbs=20)
 
 
 # --- INA226 -----------------------------------------------------------------------------
@@ -262,13 +269,31 @@ def test_ina226_saturation_and_overflow_are_implausible():
     voltage=st.floats(min_value=0.0, max_value=36.0),
 )
 def test_ina226_round_trip(current, voltage):
-    clock, _, sim, bus, drv = rig(226, current=current, voltage=voltage)
-    drv.start()
-    clock.t += 0.01
-    r = drv.read()
-    lsb = drv.current_lsb
-    assert r["current"] == pytest.approx(current, abs=1.25e-5 + 1.01 * lsb)
-    assert r["voltage"] == pytest.approx(voltage, abs=0.000625 + 1e-9)
-    assert r["power"] == pytest.approx(
-        abs(current) * voltage, abs=25 * lsb + 0.000625 * abs(current) + 2.1 * lsb * voltage
+    round_trip(226, current, voltage, shunt_a=2.5e-5, bus_v=0.00125, power_lsbs=25)
+
+
+# --- what both share (edge.drivers.ina219.INA2xx) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cls, shunt_ohms, max_current",
+    [
+        (INA219, 0.1, 0.01),  # CAL 0x147AE1: once silently cut to 16 bits, now refused
+        (INA219, 0.1, -1.0),
+        (INA219, 0.1, 9000.0),  # CAL 1, and bit 0 is void
+        (INA226, 0.1, 0.01),  # CAL 0x28F5C > 0x7FFF
+        (INA226, 0.1, 1e6),  # CAL 0
+    ],
+)
+def test_a_calibration_the_chip_cannot_hold_is_refused(cls, shunt_ohms, max_current):
+    with pytest.raises(ValueError, match=cls.NAME):
+        cls(Regs({}), shunt_ohms=shunt_ohms, max_current=max_current)
+
+
+def test_largest_calibrations_are_kept():
+    assert (
+        INA219(Regs({}), shunt_ohms=0.1, max_current=0.04096 * 32768 / 0.1 / 0xFFFF).cal == 0xFFFE
+    )
+    assert (
+        INA226(Regs({}), shunt_ohms=0.1, max_current=0.00512 * 32768 / 0.1 / 0x7FFF).cal == 0x7FFF
     )

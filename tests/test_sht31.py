@@ -229,3 +229,18 @@ def test_round_trip_whole_range(t, rh):
     # resolution: 175/65535 degC and 100/65535 %RH, half an LSB after rounding
     assert r["temperature"] == pytest.approx(t, abs=175 / 65535 / 2 + 1e-9)
     assert r["humidity"] == pytest.approx(rh, abs=100 / 65535 / 2 + 1e-9)
+
+
+def test_nack_of_the_first_trigger_is_no_device():
+    """The trigger at the end of start() once let its OSError escape untyped."""
+
+    class NacksMeasure(Bus):
+        def writeto(self, addr, buf, stop=True):
+            if bytes(buf) == b"\x24\x00":
+                raise OSError(19, "ENODEV")
+            return super().writeto(addr, buf, stop)
+
+    drv = SHT31(NacksMeasure(b"\x80\x10" + bytes([crc8(b"\x80\x10")])), sleep_ms=lambda ms: None)
+    with pytest.raises(NoDevice) as info:
+        drv.start()
+    assert info.value.errno == 19

@@ -10,20 +10,21 @@ and raises NotReady once. Portable to MicroPython.
 
 import struct
 
+from edge.bus.i2c import I2CDevice, const
 from edge.errors import Implausible, NoDevice, NotReady
 
-_CHIP_ID = 0xD0
-_CHIP_ID_VALUE = 0x60
-_CTRL_HUM = 0xF2
-_CTRL_MEAS = 0xF4
-_CONFIG = 0xF5
-_DATA = 0xF7
-_CALIB_TP = 0x88
-_CALIB_H1 = 0xA1
-_CALIB_H = 0xE1
-_OSRS_X1_NORMAL = (1 << 5) | (1 << 2) | 0b11  # osrs_t x1, osrs_p x1, normal mode
-_SKIPPED_TP = 0x80000
-_SKIPPED_H = 0x8000
+_CHIP_ID = const(0xD0)
+_CHIP_ID_VALUE = const(0x60)
+_CTRL_HUM = const(0xF2)
+_CTRL_MEAS = const(0xF4)
+_CONFIG = const(0xF5)
+_DATA = const(0xF7)
+_CALIB_TP = const(0x88)
+_CALIB_H1 = const(0xA1)
+_CALIB_H = const(0xE1)
+_OSRS_X1_NORMAL = const((1 << 5) | (1 << 2) | 0b11)  # osrs_t x1, osrs_p x1, normal mode
+_SKIPPED_TP = const(0x80000)
+_SKIPPED_H = const(0x8000)
 
 
 def parse_calibration(tp, h1, h):
@@ -83,45 +84,35 @@ class BME280:
     MODEL = "bme280"
 
     def __init__(self, i2c, address=0x76):
-        self.i2c = i2c
-        self.address = address
+        self._dev = I2CDevice(i2c, address, "BME280")
         self.cal = None
         self._buf = bytearray(8)
 
     def _configure(self):
-        a = self.address
-        self.i2c.writeto_mem(a, _CTRL_HUM, b"\x01")  # humidity x1, latched by ctrl_meas
-        self.i2c.writeto_mem(a, _CONFIG, b"\x00")  # standby 0.5 ms, filter off
-        self.i2c.writeto_mem(a, _CTRL_MEAS, bytes((_OSRS_X1_NORMAL,)))
+        d = self._dev
+        d.writeto_mem(_CTRL_HUM, b"\x01")  # humidity x1, latched by ctrl_meas
+        d.writeto_mem(_CONFIG, b"\x00")  # standby 0.5 ms, filter off
+        d.writeto_mem(_CTRL_MEAS, bytes((_OSRS_X1_NORMAL,)))
 
     def start(self):
-        a = self.address
-        try:
-            chip = self.i2c.readfrom_mem(a, _CHIP_ID, 1)[0]
-            if chip != _CHIP_ID_VALUE:
-                raise NoDevice("chip id 0x%02x at 0x%02x, expected 0x60 (BME280)" % (chip, a))
-            tp = self.i2c.readfrom_mem(a, _CALIB_TP, 24)
-            h1 = self.i2c.readfrom_mem(a, _CALIB_H1, 1)[0]
-            h = self.i2c.readfrom_mem(a, _CALIB_H, 7)
-            self.cal = parse_calibration(tp, h1, h)
-            self._configure()
-        except OSError as exc:
-            raise NoDevice("no BME280 answering at 0x%02x: %s" % (a, exc)) from exc
+        d = self._dev
+        chip = d.u8(_CHIP_ID)
+        if chip != _CHIP_ID_VALUE:
+            raise NoDevice("chip id 0x%02x at 0x%02x, expected 0x60 (BME280)" % (chip, d.address))
+        tp = d.readfrom_mem(_CALIB_TP, 24)
+        h1 = d.u8(_CALIB_H1)
+        h = d.readfrom_mem(_CALIB_H, 7)
+        self.cal = parse_calibration(tp, h1, h)
+        self._configure()
 
     def read(self):
         b = self._buf
-        try:
-            self.i2c.readfrom_mem_into(self.address, _DATA, b)
-        except OSError as exc:
-            raise NoDevice("BME280 at 0x%02x stopped answering: %s" % (self.address, exc)) from exc
+        self._dev.readfrom_mem_into(_DATA, b)
         adc_p = (b[0] << 12) | (b[1] << 4) | (b[2] >> 4)
         adc_t = (b[3] << 12) | (b[4] << 4) | (b[5] >> 4)
         adc_h = (b[6] << 8) | b[7]
         if adc_t == _SKIPPED_TP or adc_p == _SKIPPED_TP or adc_h == _SKIPPED_H:
-            try:
-                self._configure()  # after a brown-out the chip sleeps until told again
-            except OSError as exc:
-                raise NoDevice("BME280 at 0x%02x lost: %s" % (self.address, exc)) from exc
+            self._configure()  # after a brown-out the chip sleeps until told again
             raise NotReady("BME280 has no measurement yet")
         t, t_fine = compensate_t(adc_t, self.cal)
         temperature = t / 100

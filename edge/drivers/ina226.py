@@ -1,6 +1,6 @@
 """TI INA226 current/power monitor on the luminaire supply: is the lamp drawing power?
 
-Why this way (same reasoning as the INA219 driver):
+Why this way (same reasoning as the INA219 driver, whose ``INA2xx`` this one shares):
 - The chip stays in its power-on configuration (0x4127: continuous shunt and bus,
   1.1 ms conversions, no averaging), so a brown-out leaves it as we want it, except
   that the calibration register is reset to 0 and current/power then read 0. So CAL is
@@ -17,81 +17,36 @@ Returns {"current": A, "voltage": V (bus), "power": W (magnitude, as the chip re
 Portable: runs unchanged on MicroPython.
 """
 
-import struct
+from edge.bus.i2c import const
+from edge.drivers.ina219 import INA2xx
+from edge.errors import NoDevice
 
-from edge.errors import Implausible, NoDevice, NotReady
-
-_REG_CONFIG = 0x00
-_REG_SHUNT = 0x01
-_REG_BUS = 0x02
-_REG_POWER = 0x03
-_REG_CURRENT = 0x04
-_REG_CAL = 0x05
-_REG_MASK = 0x06
-_REG_MANUFACTURER = 0xFE
-_REG_DIE = 0xFF
-_RESET = b"\x80\x00"
-_CVRF = 0x0008
-_OVF = 0x0004
-_SHUNT_FULL_SCALE = 32767  # 81.92 mV in 2.5 uV steps
-_BUS_MAX_V = 36.0  # specified common-mode range
+_REG_MASK = const(0x06)
+_REG_MANUFACTURER = const(0xFE)
+_REG_DIE = const(0xFF)
 
 
-class INA226:
+class INA226(INA2xx):
     MODEL = "ina226"
+    NAME = "INA226"
+    _CAL_SCALE = 0.00512
+    _CAL_MAX = 0x7FFF
+    _CAL_BITS = 0x7FFF  # bit 15 is reserved
+    _CURRENT_DIV = 2048
+    _POWER_LSB = 25
+    _FLAGS = _REG_MASK  # Mask/Enable: reading it clears CVRF
+    _OVF = 0x0004
+    _READY = 0x0008  # CVRF
+    _BUS_SHIFT = 0
+    _BUS_LSB_V = 0.00125
+    _SHUNT_FULL_SCALE = 32767  # 81.92 mV in 2.5 uV steps
+    _BUS_MAX_V = 36.0  # specified common-mode range
 
     def __init__(self, i2c, address=0x40, shunt_ohms=0.1, max_current=0.8192):
-        self._i2c = i2c
-        self._addr = address
-        cal = int(0.00512 / (max_current / 32768 * shunt_ohms) + 1e-6)
-        if not 0 < cal <= 0x7FFF:
-            raise ValueError("INA226: no calibration for %r ohm, %r A" % (shunt_ohms, max_current))
-        self.cal = cal
-        self.current_lsb = 0.00512 / (cal * shunt_ohms)  # exact for the truncated CAL
-        self._calbuf = struct.pack(">H", cal)
-        self._buf = bytearray(2)
-
-    def _reg(self, reg, fmt):
-        self._i2c.readfrom_mem_into(self._addr, reg, self._buf)
-        return struct.unpack_from(fmt, self._buf, 0)[0]
+        super().__init__(i2c, address, shunt_ohms, max_current)
 
     def start(self):
-        try:
-            ids = (self._reg(_REG_MANUFACTURER, ">H"), self._reg(_REG_DIE, ">H"))
-        except OSError as e:
-            raise NoDevice("INA226 at 0x%02x: %s" % (self._addr, e)) from e
+        ids = (self._dev.u16(_REG_MANUFACTURER), self._dev.u16(_REG_DIE))
         if ids != (0x5449, 0x2260):
-            raise NoDevice("0x%02x is not an INA226 (ids %04x %04x)" % ((self._addr,) + ids))
-        try:
-            self._i2c.writeto_mem(self._addr, _REG_CONFIG, _RESET)  # as after power-on
-            self._i2c.writeto_mem(self._addr, _REG_CAL, self._calbuf)
-        except OSError as e:
-            raise NoDevice("INA226 at 0x%02x: %s" % (self._addr, e)) from e
-
-    def read(self):
-        try:
-            self._i2c.writeto_mem(self._addr, _REG_CAL, self._calbuf)
-            flags = self._reg(_REG_MASK, ">H")  # clears CVRF
-            if flags & _OVF:
-                raise Implausible("INA226: math overflow (OVF)")
-            if not flags & _CVRF:
-                raise NotReady("INA226: no conversion since the last read")
-            shunt = self._reg(_REG_SHUNT, ">h")
-            bus = self._reg(_REG_BUS, ">H")
-            current = self._reg(_REG_CURRENT, ">h")
-            power = self._reg(_REG_POWER, ">H")
-        except OSError as e:
-            raise NoDevice("INA226 at 0x%02x: %s" % (self._addr, e)) from e
-        expected = shunt * self.cal // 2048
-        if abs(current - expected) > 2 + abs(expected) // 8:
-            raise NotReady("INA226: current computed with another CAL (brown-out?)")
-        if abs(shunt) >= _SHUNT_FULL_SCALE:
-            raise Implausible("INA226: shunt voltage at full scale")
-        volts = bus * 0.00125
-        if volts > _BUS_MAX_V:
-            raise Implausible("INA226: bus %.2f V" % volts)
-        return {
-            "current": current * self.current_lsb,
-            "voltage": volts,
-            "power": power * 25 * self.current_lsb,
-        }
+            raise NoDevice("0x%02x is not an INA226 (ids %04x %04x)" % ((self._dev.address,) + ids))
+        self._configure()

@@ -21,18 +21,19 @@ Portable: runs unchanged on MicroPython.
 import math
 import struct
 
+from edge.bus.i2c import I2CDevice, const
 from edge.errors import Implausible, NoDevice, NotReady
 
-_WHO_AM_I = 0x0F
-_CTRL_REG1 = 0x20
-_CTRL_REG4 = 0x23
-_STATUS = 0x27
-_OUT_X_L_INC = 0x28 | 0x80  # bit 7: auto-increment the register address
-_CHIP_ID = 0x33
+_WHO_AM_I = const(0x0F)
+_CTRL_REG1 = const(0x20)
+_CTRL_REG4 = const(0x23)
+_STATUS = const(0x27)
+_OUT_X_L_INC = const(0x28 | 0x80)  # bit 7: auto-increment the register address
+_CHIP_ID = const(0x33)
 _REG1_100HZ_XYZ = b"\x57"
 _REG4_BDU_HR_2G = b"\x88"
-_ZYXDA = 0x08
-_STALE_LIMIT = 5  # polls without new data before we reconfigure
+_ZYXDA = const(0x08)
+_STALE_LIMIT = const(5)  # polls without new data before we reconfigure
 _G_MIN, _G_MAX = 700.0, 1300.0  # mg: the mean vector must look like gravity
 _DEG = 57.29577951308232
 
@@ -41,8 +42,7 @@ class LIS3DH:
     MODEL = "lis3dh"
 
     def __init__(self, i2c, address=0x18, window=50):
-        self._i2c = i2c
-        self._addr = address
+        self._dev = I2CDevice(i2c, address, "LIS3DH")
         self._window = window
         self._buf = bytearray(6)
         self._x = [0] * window
@@ -54,34 +54,24 @@ class LIS3DH:
         self._stale = 0
 
     def start(self):
-        try:
-            who = self._i2c.readfrom_mem(self._addr, _WHO_AM_I, 1)[0]
-        except OSError as e:
-            raise NoDevice("LIS3DH at 0x%02x: %s" % (self._addr, e)) from e
+        who = self._dev.u8(_WHO_AM_I)
         if who != _CHIP_ID:
-            raise NoDevice("0x%02x is not a LIS3DH (WHO_AM_I 0x%02x)" % (self._addr, who))
+            raise NoDevice("0x%02x is not a LIS3DH (WHO_AM_I 0x%02x)" % (self._dev.address, who))
         self._configure()
 
     def _configure(self):
-        try:
-            self._i2c.writeto_mem(self._addr, _CTRL_REG1, _REG1_100HZ_XYZ)
-            self._i2c.writeto_mem(self._addr, _CTRL_REG4, _REG4_BDU_HR_2G)
-        except OSError as e:
-            raise NoDevice("LIS3DH at 0x%02x: %s" % (self._addr, e)) from e
+        self._dev.writeto_mem(_CTRL_REG1, _REG1_100HZ_XYZ)
+        self._dev.writeto_mem(_CTRL_REG4, _REG4_BDU_HR_2G)
 
     def read(self):
-        try:
-            status = self._i2c.readfrom_mem(self._addr, _STATUS, 1)[0]
-            if not status & _ZYXDA:
-                self._stale += 1
-                if self._stale < _STALE_LIMIT:
-                    return None
-                self._stale = 0
-                self._configure()
-                raise NotReady("LIS3DH: no new data, configuration rewritten")
-            self._i2c.readfrom_mem_into(self._addr, _OUT_X_L_INC, self._buf)
-        except OSError as e:
-            raise NoDevice("LIS3DH at 0x%02x: %s" % (self._addr, e)) from e
+        if not self._dev.u8(_STATUS) & _ZYXDA:
+            self._stale += 1
+            if self._stale < _STALE_LIMIT:
+                return None
+            self._stale = 0
+            self._configure()
+            raise NotReady("LIS3DH: no new data, configuration rewritten")
+        self._dev.readfrom_mem_into(_OUT_X_L_INC, self._buf)
         self._stale = 0
         x, y, z = struct.unpack_from("<hhh", self._buf, 0)
         self._add(x >> 4, y >> 4, z >> 4)  # high resolution, +-2 g: 1 mg per digit
