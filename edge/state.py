@@ -8,8 +8,10 @@ and a counter that goes backwards would let a signed message be replayed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 from pathlib import Path
 
 from nacl.bindings import crypto_sign_seed_keypair
@@ -29,17 +31,51 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so that after a power cut it holds old or new, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    """Replace ``path`` with ``data`` so that after a power cut it holds old or new, never
+    half; exactly ``mode`` whatever the umask; never through a symbolic link. The
+    temporary file has a fresh random name and is created exclusively without following
+    links, so a link planted beside the file cannot redirect the write; a link at
+    ``path`` itself is replaced, not followed. The one way the project writes a file."""
+    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, mode)
     try:
-        os.fchmod(fd, mode)  # exactly ``mode``, whatever the umask or a stale temp file
-        os.write(fd, data)
-        os.fsync(fd)
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def read_private(path: Path, limit: int = 4096) -> bytes:
+    """The bytes of a small secret file (a key, a password), never through a symbolic link
+    and only from a regular file of at most ``limit`` bytes: a key path swapped for a link
+    to another file, or for a FIFO, is refused rather than read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"{path} is not a regular file")
+        if st.st_mode & 0o077:
+            raise PermissionError(
+                f"{path} is readable by others (mode {st.st_mode & 0o777:o}): "
+                f"run 'chmod 600 {path}' and check who has seen it"
+            )
+        data = os.read(fd, limit + 1)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"{path} is larger than a secret file can be")
+    return data
 
 
 class Identity:
@@ -67,8 +103,9 @@ class Identity:
 
 def write_new_secret(path: Path, data: bytes) -> None:
     """Create ``path`` holding ``data``, mode 0600 whatever the umask, fsynced; refuses to
-    overwrite (FileExistsError): a key is never replaced as a side effect."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    overwrite (FileExistsError): a key is never replaced as a side effect (O_EXCL also
+    refuses a symbolic link planted at ``path``)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, data)
         os.fsync(fd)
@@ -83,7 +120,7 @@ def create_identity(state_dir: Path, pole_id: str) -> Identity:
     Refuses to overwrite an existing key: replacing a pole's key is a deliberate
     act (``pole-admin replace-controller``), not a side effect.
     """
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     seed = os.urandom(32)
     write_new_secret(state_dir / KEY_FILE, seed)
     ident = Identity(pole_id, seed)
@@ -96,18 +133,19 @@ def load_identity(state_dir: Path, pole_id: str | None = None) -> Identity:
     """Load the pole's key; a clear error says what to do when it is missing or unsafe."""
     key_path = state_dir / KEY_FILE
     try:
-        st = key_path.stat()
+        seed = read_private(key_path, 64)
     except FileNotFoundError:
         raise FileNotFoundError(
             f"no pole identity in {state_dir}: run 'pole-admin identity create "
             f"--state-dir {state_dir} --pole-id POLE_ID' on this controller first"
         ) from None
-    if st.st_mode & 0o077:
-        raise PermissionError(
-            f"{key_path} is readable by others (mode {st.st_mode & 0o777:o}): "
-            f"run 'chmod 600 {key_path}' and check who has seen it"
-        )
-    seed = key_path.read_bytes()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PermissionError(
+                f"{key_path} is a symbolic link: a key is never read "
+                "through one; put the key file itself there"
+            ) from None
+        raise
     if len(seed) != 32:
         raise ValueError(f"{key_path} is not a 32-byte Ed25519 seed: the file is damaged")
     record = {}

@@ -3,6 +3,11 @@
 Mosquitto when installed (the broker the integration tests require), on a free
 loopback port with a generated config; otherwise, for the demo only, amqtt's
 pure-Python broker embedded in this process.
+
+By default the broker is open (anonymous clients, no ACL), which is what most tests
+want. ``Mosquitto(auth=BrokerAuth(...))`` runs it as the city does: passwords, one ACL
+section per account, client ids bound to user names and a packet size limit, all from
+``BrokerAuth.mosquitto_config()``; ``reload()`` rereads those files after a change.
 """
 
 from __future__ import annotations
@@ -11,11 +16,19 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Protocol
+
+
+class AuthConfig(Protocol):
+    """What ``provisioning.broker_auth.BrokerAuth`` offers: mosquitto.conf lines."""
+
+    def mosquitto_config(self) -> str: ...
 
 
 def free_port() -> int:
@@ -40,7 +53,17 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 
 
 class Mosquitto:
-    """A Mosquitto process on 127.0.0.1:<port>; ``stop()``/``start()`` simulate outages."""
+    """A Mosquitto process on 127.0.0.1:<port>; ``stop()``/``start()`` simulate outages.
+
+    Args:
+        port: the loopback port (default: a free one).
+        extra_config: more mosquitto.conf lines, appended last.
+        workdir: where the config, log and persistence go (default: a temporary folder).
+        persistent: keep sessions and retained messages across ``stop()``/``start()``.
+        auth: a ``BrokerAuth`` (or anything with ``mosquitto_config()``): no anonymous
+            clients, its passwd and ACL files, client ids bound to user names.
+        log_all: log every packet (``log_type all``), to read in ``self.log``.
+    """
 
     def __init__(
         self,
@@ -48,6 +71,9 @@ class Mosquitto:
         extra_config: str = "",
         workdir: Path | None = None,
         persistent: bool = False,
+        *,
+        auth: AuthConfig | None = None,
+        log_all: bool = False,
     ) -> None:
         exe = mosquitto_path()
         if exe is None:
@@ -67,11 +93,15 @@ class Mosquitto:
             if persistent
             else "persistence false\n"
         )
+        access = auth.mosquitto_config() if auth is not None else "allow_anonymous true\n"
         self.conf.write_text(
-            self.base_config() + f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n" + persistence + "set_tcp_nodelay true\n"
+            self.base_config()
+            + f"listener {self.port} 127.0.0.1\n"
+            + access
+            + persistence
+            + "set_tcp_nodelay true\n"
             "max_queued_messages 100000\n"
-            f"log_dest file {self.log}\n" + extra_config
+            f"log_dest file {self.log}\n" + ("log_type all\n" if log_all else "") + extra_config
         )
         self.proc: subprocess.Popen | None = None
 
@@ -99,6 +129,21 @@ class Mosquitto:
             self.stop()
             raise
         return self
+
+    def reload(self) -> None:
+        """Reread the password and ACL files (SIGHUP), as after 'pole-admin broker add'.
+        Returns once Mosquitto has logged the reload when it logs to ``self.log``."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise RuntimeError("the broker is not running")
+        before = self.log.stat().st_size if self.log.exists() else 0
+        os.kill(self.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), self.log.open("rb") as f:
+                f.seek(before)
+                if b"Reloading config" in f.read():
+                    return
+            time.sleep(0.02)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
