@@ -16,7 +16,24 @@ error rather than a wrong configuration::
                                LP! <seq> ERR <json: code, message, next> <crc32 hex>
 
 (the CRC covers everything between the marker and the CRC). Commands: HELLO, KEYGEN,
-CONFIGURE, PUBKEY, CREDENTIALS, FINISH, WIPE. See docs/technician.md.
+CONFIGURE, PUBKEY, CREDENTIALS, OPERATORS, FINISH, WIPE. See docs/technician.md.
+
+A cable is not an authorisation. Once a pole is finished (``provisioned.json``), the
+commands that change what it is (CONFIGURE, CREDENTIALS, OPERATORS, WIPE) need a
+one-time authorisation from the city: a COSE_Sign1 (EdDSA) made by one of the city's
+operator keys, installed here at provisioning (``operators.json``), over
+``{type: "lightpole-console-auth", v: 1, pole_id, command, nonce, exp}``, where
+``nonce`` is the challenge HELLO hands out (random, kept in RAM only, used up by the
+first command that presents an authorisation, expired after a few minutes). A
+technician's key, a pole's key or a key the city has withdrawn cannot make one
+(``edge/console_auth.py``; docs/security-console.md).
+
+Everything that arrives here is hostile until checked: the line length is bounded
+before parsing, the JSON nesting before decoding, every argument is whitelisted by
+key and type (``edge/console_args.py``), names follow ``edge.names``, the configuration
+is written by a TOML writer, CBOR is decoded only by ``edge.cbordecode``, refusals
+describe the input with ``edge.names.describe``, never echo it, and ``handle`` never
+raises.
 
 Run on the controller: ``pole-console --port /dev/ttyS0 --config /etc/lightpole/pole.toml
 --state-dir /var/lib/lightpole``.
@@ -36,12 +53,34 @@ import termios
 import threading
 import time
 import tty
+from collections.abc import Callable
 from pathlib import Path
 
 from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
 
 from edge import __version__
-from edge.config import POLE_ID_RE
+from edge.console_args import (
+    HEX,
+    MAX_LINE,
+    PRINTABLE,
+    ConsoleError,
+    configuration,
+    only,
+    operator_list,
+    parse_args,
+    render_config,
+    scrub,
+)
+from edge.console_auth import (
+    CHALLENGE_TTL_S,
+    GUARDED,
+    OPERATORS_FILE,
+    OPERATORS_FORMAT,
+    Challenge,
+    check_authorisation,
+    read_operators,
+)
+from edge.names import InvalidName, check_pole_id, describe
 from edge.state import KEY_FILE, PUB_FILE, Identity, atomic_write, create_identity, load_identity
 
 log = logging.getLogger(__name__)
@@ -54,7 +93,6 @@ PROVISIONED_FILE = "provisioned.json"
 # Domain separation: a registration proof can never be mistaken for a COSE Sig_structure
 # (which always begins with the CBOR array header 0x84) or a rotation proof.
 PROOF_CONTEXT = b"lightpole-register"
-MAX_LINE = 16384
 
 
 def crc(text: str) -> str:
@@ -72,6 +110,8 @@ def unframe(marker: str, line: str) -> str | None:
     line = line.strip()
     if not line.startswith(marker + " "):
         return None
+    if not line.isascii():
+        raise ValueError("damaged frame (non-ASCII bytes): line noise on the serial cable?")
     body, _, check = line[len(marker) + 1 :].rpartition(" ")
     if not body or check != crc(body):
         raise ValueError("damaged frame (CRC mismatch): line noise on the serial cable?")
@@ -82,50 +122,28 @@ def registration_proof_message(pole_id: str, public_key: bytes, nonce: bytes) ->
     return PROOF_CONTEXT + b"\x00" + pole_id.encode() + b"\x00" + public_key + nonce
 
 
-class ConsoleError(Exception):
-    """A refused command: a code for programs, a message and what to do next for people."""
-
-    def __init__(self, code: str, message: str, next_step: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.next_step = next_step
-
-
-def _toml_value(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)  # a TOML basic string is a JSON string for our ASCII values
-    raise ConsoleError("bad_request", f"cannot write {type(v).__name__} to the config")
-
-
-def render_config(cfg: dict) -> str:
-    """A pole TOML file from a dict of scalars, tables (dict) and arrays of tables."""
-    head, tables, arrays = [], [], []
-    for k, v in cfg.items():
-        if isinstance(v, dict):
-            tables.append(f"\n[{k}]\n" + "".join(f"{a} = {_toml_value(b)}\n" for a, b in v.items()))
-        elif isinstance(v, list):
-            for item in v:
-                arrays.append(
-                    f"\n[[{k}]]\n" + "".join(f"{a} = {_toml_value(b)}\n" for a, b in item.items())
-                )
-        else:
-            head.append(f"{k} = {_toml_value(v)}\n")
-    top = "# Written by the provisioning console (pole-admin provision); edit with care.\n"
-    return top + "".join(head) + "".join(tables) + "".join(arrays)
-
-
 class ConsoleAgent:
-    """Answers provisioning commands for one controller: its state dir and config file."""
+    """Answers provisioning commands for one controller: its state dir and config file.
 
-    def __init__(self, state_dir: Path, config_path: Path) -> None:
+    Args:
+        state_dir: where the pole's key, password, operators.json and provisioned.json live.
+        config_path: the pole's TOML file, written by CONFIGURE.
+        challenge_ttl_s: how long a challenge from HELLO stays usable.
+        clock: monotonic seconds, for the challenge's age.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        config_path: Path,
+        *,
+        challenge_ttl_s: float = CHALLENGE_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         # Absolute: the config names the state dir, and the daemon reads it from elsewhere.
         self.state_dir = state_dir.resolve()
         self.config_path = config_path.resolve()
+        self.challenge = Challenge(challenge_ttl_s, clock)  # RAM only: a restart forgets it
 
     # -- state ----------------------------------------------------------------------
     def _identity(self) -> Identity | None:
@@ -136,6 +154,9 @@ class ConsoleAgent:
         except ValueError:
             return None  # a key without its identity.json: KEYGEN completes it
 
+    def finished(self) -> bool:
+        return (self.state_dir / PROVISIONED_FILE).exists()
+
     def status(self) -> dict:
         ident = self._identity()
         return {
@@ -143,7 +164,8 @@ class ConsoleAgent:
             "pole_id": ident.pole_id if ident else None,
             "configured": self.config_path.exists(),
             "credentials": (self.state_dir / PASSWORD_FILE).exists(),
-            "provisioned": (self.state_dir / PROVISIONED_FILE).exists(),
+            "operators": bool(read_operators(self.state_dir / OPERATORS_FILE)),
+            "provisioned": self.finished(),
         }
 
     def _require_identity(self, pole_id: object) -> Identity:
@@ -153,24 +175,75 @@ class ConsoleAgent:
         if pole_id != ident.pole_id:
             raise ConsoleError(
                 "wrong_pole",
-                f"this controller belongs to pole {ident.pole_id}, not {pole_id}",
+                f"this controller belongs to pole {ident.pole_id}, not {describe(pole_id)}",
                 "check the pole number on the mast; to reuse this controller elsewhere, "
                 f"decommission {ident.pole_id} first",
             )
         return ident
 
+    # -- the authorisation ---------------------------------------------------------
+    def _authorise(self, command: str, args: dict) -> None:
+        """On a finished pole, ``command`` needs the city's authorisation; refuse without."""
+        ident = self._require_identity(args.get("pole_id"))
+        token = args.get("auth")
+        if token is None:
+            raise ConsoleError(
+                "auth_required",
+                f"this pole is finished: {command} needs an authorisation from the city; "
+                "a cable alone is not enough",
+                self._ask_the_city(ident.pole_id, command),
+            )
+        challenge = self.challenge.take()
+        operators = read_operators(self.state_dir / OPERATORS_FILE)
+        try:
+            if not operators:
+                raise ConsoleError(
+                    "no_operators",
+                    "this finished pole holds no city operator keys, so nothing can "
+                    "authorise changes over the console",
+                    "it was finished by older software or its operators.json is damaged: "
+                    "have it re-imaged at the workshop",
+                )
+            name = check_authorisation(
+                token,
+                operators,
+                pole_id=ident.pole_id,
+                command=command,
+                challenge=challenge,
+                now=time.time(),
+            )
+        except ConsoleError as exc:
+            if exc.code != "no_operators":
+                exc.next_step += "; " + self._ask_the_city(ident.pole_id, command)
+            raise
+        log.info("console: %s on %s authorised by operator %s", command, ident.pole_id, name)
+
+    def _ask_the_city(self, pole_id: str, command: str) -> str:
+        ch = self.challenge.current().hex()
+        return (
+            f"ask the city for an authorisation: pole-admin operator authorise {pole_id} "
+            f"{command} --challenge {ch} --out {command.lower()}.auth, then run again with "
+            f"--authorisation {command.lower()}.auth (or --operator-key DIR if you hold a "
+            f"city operator key); the challenge is valid for {self.challenge.ttl_s / 60:g} min"
+        )
+
     # -- commands -------------------------------------------------------------------
     def cmd_hello(self, args: dict) -> dict:
-        return {"protocol": PROTOCOL, "software": "lightpole-edge " + __version__, **self.status()}
+        only(args, frozenset(), "HELLO")
+        out = {"protocol": PROTOCOL, "software": "lightpole-edge " + __version__, **self.status()}
+        if out["provisioned"]:
+            out["challenge"] = self.challenge.current().hex()
+            out["challenge_ttl_s"] = self.challenge.ttl_s
+        return out
 
     def cmd_keygen(self, args: dict) -> dict:
-        pole_id = args.get("pole_id")
-        if not isinstance(pole_id, str) or not POLE_ID_RE.match(pole_id):
+        only(args, {"pole_id"}, "KEYGEN")
+        try:
+            pole_id = check_pole_id(args.get("pole_id"))
+        except InvalidName as exc:
             raise ConsoleError(
-                "bad_pole_id",
-                f"pole id {pole_id!r} is not valid",
-                "use letters, digits and '-', e.g. nl-ehv-00042",
-            )
+                "bad_pole_id", str(exc), "use letters, digits and '-', e.g. nl-ehv-00042"
+            ) from None
         key = self.state_dir / KEY_FILE
         if key.exists():
             ident = self._identity()
@@ -185,95 +258,123 @@ class ConsoleAgent:
         return {**ident.public_record(), "created": True}
 
     def cmd_configure(self, args: dict) -> dict:
+        """Write the pole's TOML. ``dry_run``: only say whether it would change (so a
+        resumed provisioning of a finished pole needs no authorisation for no change)."""
         ident = self._require_identity(args.get("pole_id"))
-        lat, lon = args.get("lat"), args.get("lon")
-        if not (isinstance(lat, (int, float)) and -90 <= lat <= 90):
-            raise ConsoleError("bad_location", f"latitude {lat!r} out of range", "give --lat")
-        if not (isinstance(lon, (int, float)) and -180 <= lon <= 180):
-            raise ConsoleError("bad_location", f"longitude {lon!r} out of range", "give --lon")
-        cfg: dict = {
-            "pole_id": ident.pole_id,
-            "state_dir": str(self.state_dir),
-            "location": {"lat": float(lat), "lon": float(lon)},
-            "mqtt": {
-                "url": str(args.get("broker_url", "mqtt://127.0.0.1:1883")),
-                "topic_prefix": str(args.get("topic_prefix", "poles")),
-                "username": ident.pole_id,
-                "password_file": str(self.state_dir / PASSWORD_FILE),
-            },
-        }
-        if args.get("ca_file"):
-            cfg["mqtt"]["ca_file"] = str(args["ca_file"])
-        for key in ("board", "window_s"):
-            if args.get(key) is not None:
-                cfg[key] = args[key]
-        if args.get("sensors"):
-            cfg["sensors"] = list(args["sensors"])
+        cfg = configuration(args, ident.pole_id, self.state_dir, self.state_dir / PASSWORD_FILE)
         text = render_config(cfg)
         import tomllib
 
         from edge.config import ConfigError, PoleConfig
 
+        parsed = tomllib.loads(text)
+        if parsed != cfg:  # the writer's output must mean exactly what was checked
+            raise ConsoleError("bad_config", "the configuration does not survive TOML")
         try:  # refuse what the daemon would refuse, before writing it
-            PoleConfig(tomllib.loads(text), base_dir=self.config_path.parent)
+            PoleConfig(parsed, base_dir=self.config_path.parent)
         except (ConfigError, OSError, ValueError) as exc:
-            raise ConsoleError("bad_config", str(exc), "fix the value and run again") from None
-        self.config_path.parent.mkdir(parents=True, exist_ok=True)
-        changed = not self.config_path.exists() or self.config_path.read_text() != text
-        if changed:
+            reason = scrub(str(exc), cfg)
+            raise ConsoleError(
+                "bad_config", f"the daemon would refuse it: {reason}", "fix the value"
+            ) from None
+        changed = self._current_config() != cfg
+        if changed and args.get("dry_run") is not True:
+            self.config_path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(self.config_path, text.encode())
         return {"config": str(self.config_path), "changed": changed}
 
-    def cmd_pubkey(self, args: dict) -> dict:
-        ident = self._require_identity(args.get("pole_id"))
+    def _current_config(self) -> dict | None:
+        import tomllib
+
         try:
-            nonce = bytes.fromhex(str(args.get("nonce", "")))
-        except ValueError:
-            nonce = b""
-        if len(nonce) < 16:
-            raise ConsoleError("bad_request", "PUBKEY needs a fresh nonce of 16+ bytes (hex)")
+            return tomllib.loads(self.config_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def cmd_pubkey(self, args: dict) -> dict:
+        only(args, {"pole_id", "nonce"}, "PUBKEY")
+        ident = self._require_identity(args.get("pole_id"))
+        nonce_hex = args.get("nonce")
+        if not (
+            isinstance(nonce_hex, str)
+            and 32 <= len(nonce_hex) <= 128
+            and len(nonce_hex) % 2 == 0
+            and all(c in HEX for c in nonce_hex)
+        ):
+            raise ConsoleError("bad_request", "PUBKEY needs a fresh nonce of 16 to 64 bytes (hex)")
+        nonce = bytes.fromhex(nonce_hex)
         sk = crypto_sign_seed_keypair(ident.seed)[1]
         msg = registration_proof_message(ident.pole_id, ident.public_key, nonce)
         return {**ident.public_record(), "proof": crypto_sign(msg, sk)[:64].hex()}
 
     def cmd_credentials(self, args: dict) -> dict:
+        only(args, {"pole_id", "password", "auth"}, "CREDENTIALS")
         self._require_identity(args.get("pole_id"))
         password = args.get("password")
-        if not isinstance(password, str) or len(password) < 16:
-            raise ConsoleError("bad_request", "CREDENTIALS needs the broker password (16+ chars)")
+        if not (
+            isinstance(password, str)
+            and 16 <= len(password) <= 256
+            and all(c in PRINTABLE for c in password)
+        ):
+            raise ConsoleError(
+                "bad_request", "CREDENTIALS needs the broker password (16+ printable characters)"
+            )
         path = self.state_dir / PASSWORD_FILE
         atomic_write(path, (password + "\n").encode(), mode=0o600)
         return {"password_file": str(path)}
 
+    def cmd_operators(self, args: dict) -> dict:
+        """Install the city's operator public keys (operators.json, mode 0644): the keys
+        whose authorisations this pole accepts once it is finished."""
+        only(args, {"pole_id", "operators", "auth", "dry_run"}, "OPERATORS")
+        self._require_identity(args.get("pole_id"))
+        ops = operator_list(args.get("operators"))
+        doc = {"format": OPERATORS_FORMAT, "version": 1, "operators": ops}
+        path = self.state_dir / OPERATORS_FILE
+        wanted = {bytes.fromhex(o["kid"]): (o["name"], bytes.fromhex(o["public_key"])) for o in ops}
+        changed = wanted != read_operators(path)
+        if changed and args.get("dry_run") is not True:
+            atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode(), mode=0o644)
+        return {
+            "operators_file": str(path),
+            "changed": changed,
+            "operators": [o["name"] for o in ops],
+        }
+
     def cmd_finish(self, args: dict) -> dict:
+        only(args, {"pole_id"}, "FINISH")
         ident = self._require_identity(args.get("pole_id"))
-        missing = [
-            k for k, v in self.status().items() if k in ("configured", "credentials") and not v
-        ]
+        status = self.status()
+        missing = [k for k in ("configured", "credentials", "operators") if not status[k]]
         if missing:
             raise ConsoleError(
                 "incomplete",
                 f"not yet done: {', '.join(missing)}",
-                "run pole-admin provision again",
+                "run pole-admin provision again (an up-to-date pole-admin installs the city's "
+                "operator keys)",
             )
         record = {"pole_id": ident.pole_id, "kid": ident.kid.hex(), "at": time.time()}
-        if not (self.state_dir / PROVISIONED_FILE).exists():
+        if not self.finished():
             atomic_write(self.state_dir / PROVISIONED_FILE, json.dumps(record).encode())
         return {"provisioned": True}
 
     def cmd_wipe(self, args: dict) -> dict:
         """Decommission: destroy the key (overwritten, then removed) and the secrets."""
+        only(args, {"pole_id", "auth"}, "WIPE")
         self._require_identity(args.get("pole_id"))
         key = self.state_dir / KEY_FILE
-        with open(key, "r+b") as f:
-            f.write(os.urandom(32))
-            f.flush()
-            os.fsync(f.fileno())
-        for name in (KEY_FILE, PASSWORD_FILE, PROVISIONED_FILE, PUB_FILE):
+        fd = os.open(key, os.O_RDWR | os.O_NOFOLLOW)
+        try:
+            os.write(fd, os.urandom(32))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        for name in (KEY_FILE, PASSWORD_FILE, PROVISIONED_FILE, PUB_FILE, OPERATORS_FILE):
             with contextlib.suppress(FileNotFoundError):
                 (self.state_dir / name).unlink()
         with contextlib.suppress(FileNotFoundError):
             self.config_path.unlink()
+        self.challenge.forget()
         return {"wiped": True}
 
     COMMANDS = {
@@ -282,12 +383,44 @@ class ConsoleAgent:
         "CONFIGURE": cmd_configure,
         "PUBKEY": cmd_pubkey,
         "CREDENTIALS": cmd_credentials,
+        "OPERATORS": cmd_operators,
         "FINISH": cmd_finish,
         "WIPE": cmd_wipe,
     }
 
+    def _dispatch(self, cmd: str, args: dict) -> dict:
+        fn = self.COMMANDS.get(cmd)
+        if fn is None:
+            raise ConsoleError("unknown", f"unknown command {describe(cmd)}", "update pole-admin")
+        dry = args.get("dry_run", False)
+        if not isinstance(dry, bool) or (dry and cmd not in ("CONFIGURE", "OPERATORS")):
+            raise ConsoleError("bad_request", f"dry_run is {describe(dry)}: true or false")
+        if cmd in GUARDED and self.finished() and not dry:  # a dry run changes nothing
+            self._authorise(cmd, args)
+        return fn(self, args)
+
     def handle(self, line: str) -> bytes | None:
-        """One request line in, one response frame out (None: not for us). Never raises."""
+        """One request line in, one response frame out (None: not for us). Never raises:
+        whatever arrives, the console keeps answering."""
+        try:
+            return self._handle(line)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            log.error("console: internal error (%s) on a request", type(exc).__name__)
+            err = {
+                "code": "internal",
+                "message": f"the controller failed on this request ({type(exc).__name__})",
+                "next": "run the command again; if it repeats, report it with the controller's log",
+            }
+            return frame(RESPONSE, "0 ERR " + json.dumps(err))
+
+    def _handle(self, line: str) -> bytes | None:
+        if not isinstance(line, str):
+            return None
+        if len(line) > MAX_LINE:
+            if not line.lstrip().startswith(REQUEST + " "):
+                return None
+            err = {"code": "too_long", "message": "the request line is too long", "next": ""}
+            return frame(RESPONSE, "0 ERR " + json.dumps(err))
         try:
             body = unframe(REQUEST, line)
         except ValueError as exc:
@@ -297,31 +430,39 @@ class ConsoleAgent:
             return None
         seq, _, rest = body.partition(" ")
         cmd, _, arg_text = rest.partition(" ")
+        if not (seq.isdigit() and len(seq) <= 10):  # echoed back: only digits may be
+            err = {
+                "code": "bad_request",
+                "message": "the sequence number is not a number",
+                "next": "update pole-admin",
+            }
+            return frame(RESPONSE, "0 ERR " + json.dumps(err))
         try:
-            args = json.loads(arg_text or "{}")
-            if not isinstance(args, dict):
-                raise ValueError("arguments must be a JSON object")
-            fn = self.COMMANDS.get(cmd)
-            if fn is None:
-                raise ConsoleError("unknown", f"unknown command {cmd!r}", "update pole-admin")
-            result = fn(self, args)
+            result = self._dispatch(cmd, parse_args(arg_text))
             return frame(RESPONSE, f"{seq} OK {json.dumps(result, sort_keys=True)}")
         except ConsoleError as exc:
             err = {"code": exc.code, "message": exc.message, "next": exc.next_step}
-        except ValueError as exc:
-            err = {"code": "bad_request", "message": str(exc), "next": ""}
+        except InvalidName as exc:
+            err = {"code": "bad_name", "message": str(exc), "next": "fix the name and run again"}
         except OSError as exc:  # a full or read-only disk: say so, keep answering
             err = {
                 "code": "storage",
-                "message": f"{type(exc).__name__}: {exc.strerror or exc}",
+                "message": f"{type(exc).__name__}: {exc.strerror or 'storage error'}",
                 "next": "check the controller's storage (full? read-only?) and run again",
             }
-        log.warning("console: %s refused: %s", cmd, err["message"])
+        except ValueError as exc:
+            err = {
+                "code": "bad_request",
+                "message": f"the request was refused ({type(exc).__name__})",
+                "next": "",
+            }
+        log.warning("console: %s refused: %s", describe(cmd), err["message"])
         return frame(RESPONSE, f"{seq} ERR {json.dumps(err)}")
 
     def serve_fd(self, fd: int, stop: threading.Event | None = None) -> None:
         """Serve requests on a serial/pty file descriptor until ``stop`` is set (or EOF)."""
         buf = b""
+        discarding = False  # inside a line that was too long: drop it up to its end
         while stop is None or not stop.is_set():
             ready, _, _ = select.select([fd], [], [], 0.2)
             if not ready:
@@ -334,13 +475,32 @@ class ConsoleAgent:
             if not chunk:
                 return
             buf += chunk
-            if len(buf) > MAX_LINE and b"\n" not in buf:
-                buf = b""  # garbage without a line end: drop it
             while b"\n" in buf:
                 raw, buf = buf.split(b"\n", 1)
-                out = self.handle(raw.decode("ascii", "replace"))
+                if discarding:
+                    discarding = False
+                    continue
+                out = self.handle(raw[: MAX_LINE + 1].decode("ascii", "replace"))
                 if out is not None:
-                    os.write(fd, out)
+                    _send(fd, out)
+            if len(buf) > MAX_LINE:
+                buf = b""  # garbage without a line end: drop it, and the rest of its line
+                discarding = True
+
+
+def _send(fd: int, data: bytes, timeout_s: float = 2.0) -> None:
+    """Write an answer; if nobody reads the line for ``timeout_s``, drop it rather than
+    block the console for good."""
+    while data:
+        _, ready, _ = select.select([], [fd], [], timeout_s)
+        if not ready:
+            log.warning("console: nobody reads the line; an answer was dropped")
+            return
+        try:
+            n = os.write(fd, data)
+        except OSError:
+            return  # hung up: the laptop asks again
+        data = data[n:]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,13 +511,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", required=True, help="the console device, e.g. /dev/ttyS0")
     ap.add_argument("--config", type=Path, required=True, help="the pole's TOML file to write")
     ap.add_argument("--state-dir", type=Path, required=True, help="where the key lives")
+    ap.add_argument(
+        "--challenge-ttl",
+        type=float,
+        default=CHALLENGE_TTL_S,
+        help=f"seconds a challenge for an authorisation stays usable (default {CHALLENGE_TTL_S:g})",
+    )
     ap.add_argument("--log-level", default="INFO")
     a = ap.parse_args(argv)
     logging.basicConfig(level=a.log_level.upper(), format="%(levelname)s %(message)s")
     fd = os.open(a.port, os.O_RDWR | os.O_NOCTTY)
     if os.isatty(fd):
         tty.setraw(fd, termios.TCSANOW)  # no echo, no line editing: frames pass untouched
-    agent = ConsoleAgent(a.state_dir, a.config)
+    agent = ConsoleAgent(a.state_dir, a.config, challenge_ttl_s=a.challenge_ttl)
     log.info("provisioning console on %s (%s)", a.port, json.dumps(agent.status()))
     try:
         agent.serve_fd(fd)

@@ -10,6 +10,9 @@ pole-admin technician create  --name NAME
 
 At the city:
 pole-admin trust add|revoke|list|export|sync|add-technician|revoke-technician --db trust.sqlite
+pole-admin trust add-operator|revoke-operator NAME --db trust.sqlite
+pole-admin operator create    --name NAME   (the city's key: authorises changes to finished poles)
+pole-admin operator authorise POLE COMMAND --challenge HEX --out FILE
 pole-admin broker add|remove  --dir DIR --user USER
 pole-admin verify             --broker mqtt://HOST:PORT --trust trust.json
 pole-admin audit              --board BOARD | --config pole.toml
@@ -80,44 +83,35 @@ def _trust_add(a: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    tl = TrustList(a.db)
-    try:
+    with TrustList(a.db) as tl:
         r = tl.add(pole_id, bytes.fromhex(pub), note=a.note)
-    finally:
-        tl.close()
     print(f"registered {r.pole_id}: kid {r.kid.hex()}")
     return 0
 
 
 def _trust_revoke(a: argparse.Namespace) -> int:
-    tl = TrustList(a.db)
-    try:
+    with TrustList(a.db) as tl:
         n = tl.revoke(pole_id=a.pole_id, kid=a.kid)
-    finally:
-        tl.close()
     print(f"revoked {n} key(s); export the trust list again so verifiers see it")
     return 0 if n else 1
 
 
 def _trust_list(a: argparse.Namespace) -> int:
-    tl = TrustList(a.db)
-    try:
+    with TrustList(a.db) as tl:
         for r in tl.records():
             print(f"{r.pole_id:<20} {r.kid.hex()}  {r.status}")
         for name, kid, status in tl.technicians():
             print(f"{'technician ' + name:<20} {kid}  {status}")
-    finally:
-        tl.close()
+        for name, kid, status in tl.operators():
+            print(f"{'operator ' + name:<20} {kid}  {status}")
     return 0
 
 
 def _trust_export(a: argparse.Namespace) -> int:
-    tl = TrustList(a.db)
-    try:
+    with TrustList(a.db) as tl:
         n = tl.export_file(a.out)
-    finally:
-        tl.close()
-    print(f"wrote {n} keys to {a.out}")
+        ops = len(tl.operators())
+    print(f"wrote {n} keys and {ops} operator keys to {a.out}")
     return 0
 
 
@@ -140,7 +134,7 @@ def _broker_remove(a: argparse.Namespace) -> int:
 def _audit(a: argparse.Namespace) -> int:
     from edge.config import PoleConfig, PrivacyConfig, load_config
     from edge.descriptors import load_board, load_sensor
-    from edge.manifest import output_schema, schema_hash
+    from edge.manifest import NEVER, output_schema, schema_hash
 
     if a.config:
         cfg = load_config(a.config)
@@ -151,39 +145,61 @@ def _audit(a: argparse.Namespace) -> int:
         cfg = PoleConfig({"pole_id": "audit", "sensors": board["sensors"]})
         sensors = [(s.name, load_sensor(s.model)) for s in cfg.sensors]
         privacy, prefix = PrivacyConfig({"unique_devices": a.unique_devices}), "poles"
-    schema = output_schema(sensors, privacy, prefix)
+    schema = output_schema(sensors, privacy)
     if a.json:
-        print(json.dumps({"schema_sha256": schema_hash(schema), "topics": schema}, indent=2))
+        print(json.dumps({"schema_sha256": schema_hash(schema), "kinds": schema}, indent=2))
         return 0
-    for topic, rows in schema.items():
-        print(topic)
+    for kind, rows in schema.items():
+        print(kind if kind == NEVER else f"{kind}  (MQTT topic {prefix}/<pole>/{kind})")
         for r in rows:
-            print(f"  {r['record'] or '-':<42} {r['unit'] or '':<8} {r['class']:<9} {r['source']}")
+            when = f"  [when {r['when']}]" if r.get("when") else ""
+            print(
+                f"  {r['record'] or '-':<42} {r['unit'] or '':<8} {r['class']:<9} "
+                f"{r['source']}{when}"
+            )
     print(f"\nschema sha256 {schema_hash(schema)} (also in every pole's signed manifest)")
     return 0
 
 
 def _verify(a: argparse.Namespace) -> int:
-    from provisioning.receiver import BrokerLogin, Store, run_receiver
+    from provisioning.receiver import BrokerLogin, Store, TrustWatch, run_receiver, verify_files
     from provisioning.report import format_verdict
     from provisioning.verifier import Verifier
 
+    if not (a.broker or a.files) or (a.broker and a.files):
+        print("pole-admin verify: give --broker mqtt://HOST:PORT or --files DIR", file=sys.stderr)
+        return 2
     trust = TrustList(a.trust) if a.trust.suffix != ".json" else None  # rotations persist
-    verifier = Verifier(
-        load_keys(a.trust), topic_prefix=a.prefix, max_skew_s=a.max_skew, trust=trust
-    )
     store = Store(a.store) if a.store else None
+    verifier = Verifier(
+        load_keys(a.trust),
+        topic_prefix=a.prefix,
+        max_skew_s=a.max_skew,
+        trust=trust,
+        history=store.history if store else None,
+    )
+
+    def show(topic: str, v: object) -> None:
+        line = format_verdict(topic, v)
+        if line:
+            print(line, flush=True)
+
+    if a.files:
+        n = verify_files(a.files, verifier, show, store)
+        print(json.dumps(dict(verifier.counts)), file=sys.stderr)
+        rejected = sum(c for k, c in verifier.counts.items() if k.startswith("rejected"))
+        return 0 if n and not rejected else 1
 
     async def go() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-
-        def show(topic: str, v: object) -> None:
-            line = format_verdict(topic, v)
-            if line:
-                print(line, flush=True)
+        # The trust list is reloaded when it changes, and at once on SIGHUP: a revoked
+        # key is refused from its next message on, without a restart.
+        watch = TrustWatch(a.trust, verifier)
+        loop.add_signal_handler(signal.SIGHUP, watch.poke)
+        watcher = asyncio.create_task(watch.run(stop))
 
         if a.duration:
             loop.call_later(a.duration, stop.set)
@@ -199,6 +215,7 @@ def _verify(a: argparse.Namespace) -> int:
             login=login,
             client_id=a.client_id,
         )
+        await watcher
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(go())
@@ -227,7 +244,19 @@ def _plan(a: argparse.Namespace, replace: bool, pole_id: str):
         window_s=a.window_s,
         ca_file=a.ca_file,
         replace=replace,
+        operators_source=a.operators,
+        authoriser=_authoriser(a),
     )
+
+
+def _authoriser(a: argparse.Namespace):
+    """The city's authorisation for commands to a finished pole, if the technician has
+    one: an operator key here, or a token file made by the city."""
+    from provisioning.operator import Authorisation, Authoriser, OperatorKey
+
+    key = OperatorKey.load(a.operator_key) if a.operator_key else None
+    token = Authorisation.read(a.authorisation) if a.authorisation else None
+    return Authoriser(key, token)
 
 
 def _provision(a: argparse.Namespace, replace: bool = False) -> int:
@@ -262,9 +291,12 @@ def _decommission(a: argparse.Namespace) -> int:
             "pole-admin decommission: give --trust-db, --broker-dir and/or --port", file=sys.stderr
         )
         return 2
+    authoriser = _authoriser(a)
     client = ConsoleClient(a.port, baud=a.baud) if a.port else None
     try:
-        decommission(a.pole, a.trust_db, a.broker_dir, client, topic_prefix=a.prefix)
+        decommission(
+            a.pole, a.trust_db, a.broker_dir, client, topic_prefix=a.prefix, authoriser=authoriser
+        )
     finally:
         if client:
             client.close()
@@ -327,36 +359,124 @@ def _technician_create(a: argparse.Namespace) -> int:
 def _trust_add_technician(a: argparse.Namespace) -> int:
     if not a.db.exists():
         print(f"note: {a.db} did not exist; created a new, empty trust list", file=sys.stderr)
-    tl = TrustList(a.db)
-    try:
+    with TrustList(a.db) as tl:
         kid = tl.add_technician(a.name, bytes.fromhex(a.public_key))
-    finally:
-        tl.close()
     print(f"technician {a.name} enrolled: kid {kid}; their offline registrations are accepted")
     return 0
 
 
 def _trust_revoke_technician(a: argparse.Namespace) -> int:
-    tl = TrustList(a.db)
-    try:
+    with TrustList(a.db) as tl:
         n = tl.revoke_technician(a.name)
-    finally:
-        tl.close()
     print(f"revoked {n} key(s) of technician {a.name}")
     return 0 if n else 1
 
 
-def _trust_sync(a: argparse.Namespace) -> int:
-    from provisioning.sync import sync_registrations
+def _trust_add_operator(a: argparse.Namespace) -> int:
+    from provisioning.operator import read_public_record
 
-    tl = TrustList(a.db)
+    if bool(a.public_key) == bool(a.key_dir):
+        print(
+            "pole-admin trust add-operator: give --public-key HEX or --key-dir DIR", file=sys.stderr
+        )
+        return 2
+    if a.key_dir:  # only the public record is read; the private key stays where it is
+        rec = read_public_record(a.key_dir)
+        if rec["operator"] != a.name:
+            raise TrustError(
+                f"the key in {a.key_dir} was made for operator {rec['operator']}, not {a.name}"
+            )
+        pub = rec["public_key"]
+    else:
+        try:
+            pub = bytes.fromhex(a.public_key)
+        except ValueError:
+            raise TrustError(
+                "--public-key: 64 hex digits (pole-admin operator create prints them)"
+            ) from None
+    if not a.db.exists():
+        print(f"note: {a.db} did not exist; created a new, empty trust list", file=sys.stderr)
+    with TrustList(a.db) as tl:
+        kid = tl.add_operator(a.name, pub)
+    print(
+        f"operator {a.name} enrolled: kid {kid}. Poles provisioned from now on accept its "
+        "authorisations; poles finished earlier learn it only through an authorised update "
+        "(pole-admin provision ... with --operator-key of a key they know)"
+    )
+    return 0
+
+
+def _trust_revoke_operator(a: argparse.Namespace) -> int:
+    with TrustList(a.db) as tl:
+        n = tl.revoke_operator(a.name)
+        left = len(tl.active_operators())
+    print(f"revoked {n} key(s) of operator {a.name}; {left} active operator key(s) left")
+    if not left:
+        print(
+            "no operator key is left: no new pole can be finished, and finished poles can "
+            "only be changed with a key they already hold; enrol one (pole-admin operator "
+            "create, pole-admin trust add-operator)",
+            file=sys.stderr,
+        )
+    if n:
+        print(
+            "poles already finished still hold it until their operator keys are updated: "
+            "re-run 'pole-admin provision' on them with another operator's --operator-key",
+            file=sys.stderr,
+        )
+    return 0 if n else 1
+
+
+def _operator_create(a: argparse.Namespace) -> int:
+    from provisioning.operator import OperatorKey
+
     try:
+        key = OperatorKey.create(a.dir, a.name)
+    except FileExistsError:
+        print(f"{a.dir} already holds an operator key (kept)", file=sys.stderr)
+        key = OperatorKey.load(a.dir)
+    print(json.dumps(key.public_record(), indent=2))
+    print(
+        f"Enrol it in the trust list: pole-admin trust add-operator {key.name} --key-dir "
+        f"{a.dir} --db trust.sqlite (or --public-key {key.public_key.hex()})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _operator_authorise(a: argparse.Namespace) -> int:
+    from edge.names import check_pole_id
+    from provisioning.operator import OperatorKey, check_command, parse_challenge
+
+    key = OperatorKey.load(a.operator_key)
+    pole_id = check_pole_id(a.pole)
+    command = check_command(a.command)
+    token = key.authorise(
+        pole_id, command, parse_challenge(a.challenge), valid_s=int(a.valid_for * 60)
+    ).hex()
+    if a.out:
+        from edge.state import atomic_write
+
+        atomic_write(a.out, (token + "\n").encode(), mode=0o600)
+        print(
+            f"authorisation for {command} on {pole_id} (operator {key.name}, valid "
+            f"{a.valid_for:g} min, once) written to {a.out}; the technician runs the command "
+            f"again with --authorisation {a.out}",
+            file=sys.stderr,
+        )
+    else:
+        print(token)
+    return 0
+
+
+def _trust_sync(a: argparse.Namespace) -> int:
+    from provisioning.sync import shown, sync_registrations
+
+    with TrustList(a.db) as tl:
         results = sync_registrations(a.paths, tl, a.broker_dir, topic_prefix=a.prefix)
-    finally:
-        tl.close()
     bad = 0
     for path, ok, msg in results:
-        print(f"{'ok      ' if ok else 'REJECTED'} {path.name}: {msg}")
+        print(f"{'ok      ' if ok else 'REJECTED'} {shown(path)}: {msg}")
         bad += not ok
     if not results:
         print("no registration files (*.lpreg) found")
@@ -417,6 +537,32 @@ def main(argv: list[str] | None = None) -> int:
         offline.add_argument(
             "--technician-key", type=Path, help="your key (pole-admin technician create)"
         )
+        offline.add_argument(
+            "--operators",
+            type=Path,
+            metavar="FILE",
+            help="the city's operator keys to install: its exported trust.json (or the trust "
+            "list); default --trust-db",
+        )
+        auth_opts(p)
+
+    def auth_opts(p: argparse.ArgumentParser) -> None:
+        g = p.add_argument_group(
+            "a finished pole (changes need the city's one-time authorisation)"
+        ).add_mutually_exclusive_group()
+        g.add_argument(
+            "--operator-key",
+            type=Path,
+            metavar="DIR",
+            help="a city operator key (pole-admin operator create): signs here",
+        )
+        g.add_argument(
+            "--authorisation",
+            type=Path,
+            metavar="FILE",
+            help="a token from the city (pole-admin operator authorise) for this pole, "
+            "command and the challenge the pole showed",
+        )
 
     pv = sub.add_parser(
         "provision",
@@ -450,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     dc.add_argument("--port", help="also wipe the controller's key over its console")
     dc.add_argument("--baud", type=int, default=115200)
     dc.add_argument("--prefix", default="poles")
+    auth_opts(dc)
     dc.set_defaults(fn=_decommission)
     cm = sub.add_parser(
         "commission",
@@ -487,6 +634,45 @@ def main(argv: list[str] | None = None) -> int:
         help="default ~/.config/lightpole",
     )
     tc.set_defaults(fn=_technician_create)
+    op = sub.add_parser(
+        "operator",
+        help="the city's operator key: authorises changes to finished poles",
+        description="An operator key belongs to the city. Its public half is installed on "
+        "every pole at provisioning; a finished pole accepts CONFIGURE, CREDENTIALS, "
+        "OPERATORS and WIPE over its console only with a one-time authorisation signed by it.",
+    )
+    opsub = op.add_subparsers(dest="sub", required=True)
+    oc = opsub.add_parser("create", help="make an operator key (mode 0600), print its public half")
+    oc.add_argument("--name", required=True, help="the operator's name, e.g. city-ops-1")
+    oc.add_argument(
+        "--dir",
+        type=Path,
+        default=Path.home() / ".config" / "lightpole",
+        help="default ~/.config/lightpole (operator.key, operator.json)",
+    )
+    oc.set_defaults(fn=_operator_create)
+    oa = opsub.add_parser(
+        "authorise",
+        help="a one-time token for one command on one finished pole",
+        description="Signs {pole, command, the pole's challenge, expiry} with the operator "
+        "key. The technician reads the challenge from pole-admin's refusal and runs the "
+        "command again with --authorisation FILE.",
+    )
+    oa.add_argument("pole", help="the pole id")
+    oa.add_argument("command", help="CONFIGURE, CREDENTIALS, OPERATORS or WIPE")
+    oa.add_argument("--challenge", required=True, help="the 32 hex digits the pole handed out")
+    oa.add_argument(
+        "--operator-key",
+        type=Path,
+        default=Path.home() / ".config" / "lightpole",
+        metavar="DIR",
+        help="default ~/.config/lightpole",
+    )
+    oa.add_argument(
+        "--valid-for", type=float, default=15, metavar="MIN", help="minutes (default 15)"
+    )
+    oa.add_argument("--out", type=Path, help="write the token here (else printed)")
+    oa.set_defaults(fn=_operator_authorise)
 
     trust = sub.add_parser("trust", help="the city's trust list of pole keys")
     tsub = trust.add_subparsers(dest="sub", required=True)
@@ -525,6 +711,19 @@ def main(argv: list[str] | None = None) -> int:
     rt.add_argument("--db", type=Path, required=True)
     rt.add_argument("--name", required=True)
     rt.set_defaults(fn=_trust_revoke_technician)
+    ao = tsub.add_parser(
+        "add-operator", help="enrol a city operator key (installed on poles at provisioning)"
+    )
+    ao.add_argument("name", help="the operator's name")
+    ao.add_argument("--db", type=Path, required=True)
+    src_op = ao.add_mutually_exclusive_group()
+    src_op.add_argument("--public-key", help="hex, from 'pole-admin operator create'")
+    src_op.add_argument("--key-dir", type=Path, help="read it from the key's directory")
+    ao.set_defaults(fn=_trust_add_operator)
+    ro2 = tsub.add_parser("revoke-operator", help="withdraw a city operator key")
+    ro2.add_argument("name", help="the operator's name")
+    ro2.add_argument("--db", type=Path, required=True)
+    ro2.set_defaults(fn=_trust_revoke_operator)
 
     b = sub.add_parser("broker", help="Mosquitto credentials and ACLs for poles and verifiers")
     bsub = b.add_subparsers(dest="sub", required=True)
@@ -558,8 +757,17 @@ def main(argv: list[str] | None = None) -> int:
     au.add_argument("--json", action="store_true")
     au.set_defaults(fn=_audit)
 
-    v = sub.add_parser("verify", help="subscribe, verify and print what poles publish")
-    v.add_argument("--broker", required=True, help="mqtt://HOST:PORT")
+    v = sub.add_parser(
+        "verify",
+        help="subscribe (or read a file drop), verify and print what poles publish",
+        description="Verify every message against the trust list, which is reloaded when it "
+        "changes (and on SIGHUP). With --store, verified messages are kept once each with "
+        "their signed bytes, and replay state survives a restart.",
+    )
+    v.add_argument("--broker", help="mqtt://HOST:PORT")
+    v.add_argument(
+        "--files", type=Path, help='verify a file drop (transport = "file") instead: its folder'
+    )
     v.add_argument("--trust", type=Path, required=True, help="trust.json or trust SQLite file")
     v.add_argument("--store", type=Path, help="store verified messages (once each) in SQLite")
     v.add_argument("--prefix", default="poles")

@@ -14,6 +14,13 @@ import serial
 from edge.console import REQUEST, RESPONSE, frame, unframe
 
 
+def printable(value: object, limit: int = 2000) -> str:
+    """Text from the controller, safe for the technician's terminal: no control
+    characters (escape sequences), bounded."""
+    text = value if isinstance(value, str) else str(value)
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+
+
 class ProvisionError(Exception):
     """Provisioning stopped; ``next_step`` tells the technician what to do about it."""
 
@@ -54,8 +61,13 @@ class ConsoleClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def request(self, command: str, args: dict | None = None) -> dict:
-        """Send one command; returns its result or raises ConsoleRefused/ProvisionError."""
+    def request(self, command: str, args: dict | None = None, *, once: bool = False) -> dict:
+        """Send one command; returns its result or raises ConsoleRefused/ProvisionError.
+
+        ``once``: for a command carrying a one-time authorisation. It is sent again only
+        when the controller said the request arrived damaged (then it did not use the
+        authorisation); after silence it is not, because the controller may have used it.
+        """
         last = "no answer"
         for _ in range(self.tries):
             self.seq += 1
@@ -78,7 +90,13 @@ class ConsoleClient:
                         continue  # not ours
                     rseq, _, rest = reply.partition(" ")
                     status, _, data = rest.partition(" ")
-                    result = json.loads(data or "{}")
+                    try:  # the controller is outside the laptop: read its answer warily
+                        result = json.loads(data or "{}")
+                    except (ValueError, RecursionError):
+                        result = None
+                    if not isinstance(result, dict):
+                        last = "an unreadable answer"
+                        continue
                     if rseq == "0" and result.get("code") == "damaged":
                         last = result.get("message", "damaged request")
                         deadline = 0  # the controller saw noise: ask again now
@@ -88,10 +106,16 @@ class ConsoleClient:
                     if status == "OK":
                         return result
                     raise ConsoleRefused(
-                        result.get("code", "error"),
-                        result.get("message", "refused"),
-                        result.get("next", ""),
+                        printable(result.get("code", "error")),
+                        printable(result.get("message", "refused")),
+                        printable(result.get("next", "")),
                     )
+            if once and deadline:  # silence, not a damaged request: do not send it again
+                raise ProvisionError(
+                    f"the controller on {self.port} did not answer {command} ({last})",
+                    "run the same command again: it checks what was done; if the pole asks "
+                    "for an authorisation again, the one you had was used",
+                )
         raise ProvisionError(
             f"the controller on {self.port} did not answer {command} ({last})",
             "check that the controller is powered and its console service runs "

@@ -1,6 +1,6 @@
 """``pole-admin provision``: bring a new pole controller online from the technician's laptop.
 
-Eight steps, each idempotent (it first asks whether it is already done), so an
+Nine steps, each idempotent (it first asks whether it is already done), so an
 interrupted run is finished by running the same command again, and the pole ends up
 with exactly one identity:
 
@@ -12,7 +12,14 @@ with exactly one identity:
 6. register         the key into the city's trust list (online), or a signed offline
                     registration file for ``pole-admin trust sync`` (offline)
 7. label            PNG and SVG label with a QR code of pole id and key fingerprint
-8. finish           the controller marks itself provisioned; its daemon may start
+8. operator keys    the city's operator public keys, from the trust list (OPERATORS):
+                    the only keys that can authorise changes once the pole is finished
+9. finish           the controller marks itself provisioned; its daemon may start
+
+On a finished pole (run again after an interruption, or to change something) a step
+that would change nothing is skipped without asking; one that would change the pole
+(CONFIGURE, CREDENTIALS, OPERATORS) needs the city's one-time authorisation
+(``--operator-key`` or ``--authorisation``, provisioning/operator.py).
 
 ``replace`` (``pole-admin replace-controller``): the same pole id on a new controller;
 step 6 revokes the old controller's key and the new key takes over.
@@ -25,8 +32,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edge.cose import fingerprint
+from edge.names import InvalidName, check_pole_id
 from provisioning.broker_auth import BrokerAuth, password_hash
-from provisioning.console_client import ConsoleClient, ConsoleRefused, ProvisionError
+from provisioning.console_client import ConsoleClient, ConsoleRefused, ProvisionError, printable
+from provisioning.operator import Authoriser
 from provisioning.registration import (
     TechnicianKey,
     make_registration,
@@ -34,7 +43,7 @@ from provisioning.registration import (
     registration_path,
     verify_proof,
 )
-from provisioning.trustlist import TrustError, TrustList
+from provisioning.trustlist import TrustError, TrustList, load_operators
 
 STEPS = (
     "connect to the controller",
@@ -44,7 +53,14 @@ STEPS = (
     "broker credentials",
     "register the key",
     "print the label",
+    "install the city's operator keys",
     "finish",
+)
+
+NO_OPERATOR = (
+    "enrol one at the city (once): 'pole-admin operator create --name NAME' on the city's "
+    "machine, then 'pole-admin trust add-operator NAME --key-dir DIR --db trust.sqlite' "
+    "(and export the trust list again for offline work)"
 )
 
 
@@ -67,7 +83,15 @@ class Plan:
         window_s: int | None = None,
         ca_file: str | None = None,
         replace: bool = False,
+        operators_source: Path | None = None,
+        authoriser: Authoriser | None = None,
     ) -> None:
+        try:
+            check_pole_id(pole_id)
+        except InvalidName as exc:
+            raise ProvisionError(
+                str(exc), "the number on the mast: letters, digits and '-', e.g. nl-ehv-00042"
+            ) from None
         self.pole_id = pole_id
         self.lat = lat
         self.lon = lon
@@ -82,6 +106,9 @@ class Plan:
         self.window_s = window_s
         self.ca_file = ca_file
         self.replace = replace
+        self.authoriser = authoriser or Authoriser()
+        # The city's operator keys come from the trust list, or its export (offline).
+        self.operators_source = operators_source or (None if offline_dir else trust_db)
         if offline_dir is None and (trust_db is None or broker_dir is None):
             raise ProvisionError(
                 "online provisioning needs the trust list and the broker's credential files",
@@ -92,6 +119,11 @@ class Plan:
             raise ProvisionError(
                 "an offline registration must be signed by you",
                 "give --technician-key (made with 'pole-admin technician create')",
+            )
+        if self.operators_source is None:
+            raise ProvisionError(
+                "the pole needs the city's operator keys, and offline there is no trust list",
+                "give --operators trust.json (the city's export: pole-admin trust export)",
             )
 
 
@@ -107,16 +139,22 @@ class Provisioner:
         self.password: str | None = None
         self.nonce = b""
         self.proof = b""
+        self.operators: list[dict] = []
 
     def _step(self, i: int, outcome: str) -> None:
-        self.say(f"[{i}/{len(STEPS)}] {STEPS[i - 1]}: {outcome}")
+        self.say(printable(f"[{i}/{len(STEPS)}] {STEPS[i - 1]}: {outcome}"))
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.status.get("provisioned"))
 
     def run(self) -> dict:
         p = self.plan
         self.say(f"provisioning pole {p.pole_id} on {self.c.port}")
         self.status = self.c.request("HELLO")
-        done = "already provisioned" if self.status["provisioned"] else "ok"
+        done = "already provisioned" if self.finished else "ok"
         self._step(1, f"{self.status['software']}, protocol {self.status['protocol']} ({done})")
+        self.load_operators()
         self.key()
         self.configure()
         self.public_key()
@@ -124,9 +162,46 @@ class Provisioner:
         self.credentials()
         self.register()
         self.label()
+        self.install_operators()
         self.c.request("FINISH", {"pole_id": p.pole_id})
-        self._step(8, "the controller is provisioned; its daemon starts now")
+        self._step(9, "the controller is provisioned; its daemon starts now")
+        token = p.authoriser.token
+        if token is not None and not p.authoriser.used:
+            self.say(printable(f"note: the authorisation for {token.command} was not needed"))
         return self.record
+
+    def load_operators(self) -> None:
+        """The city's active operator keys; refuse (before anything changes) without one:
+        a finished pole without them could never be changed again."""
+        src = self.plan.operators_source
+        assert src is not None
+        try:
+            self.operators = load_operators(src)
+        except TrustError as exc:
+            raise ProvisionError(str(exc), "give --operators with the city's trust list") from None
+        if not self.operators:
+            raise ProvisionError(
+                f"the trust list {src} has no city operator key, so the pole could never be "
+                "changed once finished",
+                NO_OPERATOR,
+            )
+
+    def guarded(self, command: str, args: dict) -> dict:
+        """A command that changes the pole: on a finished pole, with the city's one-time
+        authorisation for the challenge the pole hands out now. (A pole that was not
+        finished when this run began is not finished before step 9.)"""
+        if not self.finished:
+            return self.c.request(command, args)
+        status = self.c.request("HELLO")
+        challenge = _challenge(status)
+        token = self.plan.authoriser.token_for(self.plan.pole_id, command, challenge)
+        return self.c.request(command, {**args, "auth": token}, once=True)
+
+    def need_authorisation(self, command: str) -> None:
+        """Before anything changes at the city: can ``command`` be authorised here?"""
+        status = self.c.request("HELLO")
+        if status.get("provisioned"):
+            self.plan.authoriser.require(self.plan.pole_id, command, _challenge(status))
 
     def key(self) -> None:
         try:
@@ -156,7 +231,12 @@ class Provisioner:
             "window_s": p.window_s,
             "ca_file": p.ca_file,
         }
-        res = self.c.request("CONFIGURE", args)
+        if self.finished:  # only a change needs the city's authorisation
+            res = self.c.request("CONFIGURE", {**args, "dry_run": True})
+            if res["changed"]:
+                res = self.guarded("CONFIGURE", args)
+        else:
+            res = self.c.request("CONFIGURE", args)
         self._step(3, ("written to " if res["changed"] else "unchanged in ") + res["config"])
 
     def public_key(self) -> None:
@@ -189,6 +269,16 @@ class Provisioner:
             if have and auth.has_user(p.pole_id) and not p.replace:
                 self._step(5, f"already set for broker user {p.pole_id}")
                 return
+            if self.finished:
+                # The pole first, then the broker: a refused authorisation must not leave
+                # the broker with a password the pole does not know.
+                self.need_authorisation("CREDENTIALS")
+                password = _new_password()
+                self.guarded("CREDENTIALS", {"pole_id": p.pole_id, "password": password})
+                auth.set_hash(p.pole_id, password_hash(password))
+                self.password = password
+                self._step(5, f"new password sent to the controller; set in {auth.passwd}")
+                return
             password = auth.add(p.pole_id)
             where = f"added to {auth.passwd} (reload Mosquitto)"
         else:
@@ -197,7 +287,7 @@ class Provisioner:
                 return
             password = _new_password()
             where = "hash goes into the signed registration"
-        self.c.request("CREDENTIALS", {"pole_id": p.pole_id, "password": password})
+        self.guarded("CREDENTIALS", {"pole_id": p.pole_id, "password": password})
         self.password = password
         self._step(5, f"new password sent to the controller; {where}")
 
@@ -207,12 +297,9 @@ class Provisioner:
         p = self.plan
         if p.offline_dir is not None:
             return  # checked by 'trust sync' at the office
-        tl = TrustList(p.trust_db)  # type: ignore[arg-type]
-        try:
+        with TrustList(p.trust_db) as tl:  # type: ignore[arg-type]
             mine = [r for r in tl.records() if r.public_key == self.public]
             others = [r for r in tl.active_keys(p.pole_id) if r.public_key != self.public]
-        finally:
-            tl.close()
         fp = fingerprint(self.public)
         if mine and not mine[0].active:
             raise ProvisionError(
@@ -220,7 +307,9 @@ class Provisioner:
                 "replaced or decommissioned before",
                 f"if you meant the new controller, plug into that one; to reuse this one, wipe "
                 f"it with 'pole-admin decommission {p.pole_id} --port {self.c.port}' (with no "
-                "--trust-db, only the controller is wiped) and provision it again",
+                "--trust-db, only the controller is wiped; a finished controller also needs "
+                "the city's authorisation: --operator-key DIR or --authorisation FILE) and "
+                "provision it again",
             )
         if mine and mine[0].pole_id != p.pole_id:
             raise ProvisionError(
@@ -241,8 +330,7 @@ class Provisioner:
         if p.offline_dir is not None:
             self._register_offline()
             return
-        tl = TrustList(p.trust_db)  # type: ignore[arg-type]
-        try:
+        with TrustList(p.trust_db) as tl:  # type: ignore[arg-type]
             others = [r for r in tl.active_keys(p.pole_id) if r.public_key != self.public]
             if others and not p.replace:  # preflight said so; the list changed meanwhile
                 raise ProvisionError(
@@ -259,8 +347,6 @@ class Provisioner:
                 ) from None
             for r in others:
                 tl.revoke(kid=r.kid.hex())
-        finally:
-            tl.close()
         extra = f"; revoked {len(others)} old key(s)" if others else ""
         self._step(6, f"kid {rec.kid.hex()} active in {p.trust_db}{extra}")
 
@@ -311,6 +397,31 @@ class Provisioner:
         )
         self._step(7, f"{png} and {svg}")
 
+    def install_operators(self) -> None:
+        args = {"pole_id": self.plan.pole_id, "operators": self.operators}
+        if self.finished:
+            res = self.c.request("OPERATORS", {**args, "dry_run": True})
+            if res["changed"]:
+                res = self.guarded("OPERATORS", args)
+        else:
+            res = self.c.request("OPERATORS", args)
+        names = ", ".join(printable(n) for n in res.get("operators", []))
+        how = "installed" if res["changed"] else "already installed"
+        self._step(8, f"{how}: {names}")
+
+
+def _challenge(status: dict) -> bytes:
+    try:
+        challenge = bytes.fromhex(status["challenge"])
+    except (KeyError, TypeError, ValueError):
+        challenge = b""
+    if len(challenge) != 16:
+        raise ProvisionError(
+            "the finished controller did not hand out a challenge for an authorisation",
+            "update the controller's software (pole-console) and run again",
+        )
+    return challenge
+
 
 def _new_password() -> str:
     import secrets
@@ -325,14 +436,19 @@ def decommission(
     client: ConsoleClient | None,
     say: Callable[[str], None] = print,
     topic_prefix: str = "poles",
+    authoriser: Authoriser | None = None,
 ) -> None:
-    """Retire a pole: revoke its keys, remove its broker user, wipe the controller."""
+    """Retire a pole: revoke its keys, remove its broker user, wipe the controller (a
+    finished one only with the city's authorisation, asked for before anything changes)."""
+    authoriser = authoriser or Authoriser()
+    status: dict = {}
+    if client is not None:
+        status = client.request("HELLO")
+        if status["provisioned"] and status["pole_id"] == pole_id:
+            authoriser.require(pole_id, "WIPE", _challenge(status))
     if trust_db is not None:
-        tl = TrustList(trust_db)
-        try:
+        with TrustList(trust_db) as tl:
             n = tl.revoke(pole_id=pole_id)
-        finally:
-            tl.close()
         say(f"trust list: revoked {n} key(s) of {pole_id}; export it again for verifiers")
     if broker_dir is not None:
         found = BrokerAuth(broker_dir, topic_prefix=topic_prefix).remove(pole_id)
@@ -341,6 +457,11 @@ def decommission(
         status = client.request("HELLO")
         if status["pole_id"] is None:
             say("controller: holds no identity (already wiped)")
+            return
+        args = {"pole_id": pole_id}
+        if status["provisioned"] and status["pole_id"] == pole_id:
+            token = authoriser.token_for(pole_id, "WIPE", _challenge(status))
+            client.request("WIPE", {**args, "auth": token}, once=True)
         else:
-            client.request("WIPE", {"pole_id": pole_id})
-            say("controller: key destroyed, credentials and configuration removed")
+            client.request("WIPE", args)
+        say("controller: key destroyed, credentials and configuration removed")

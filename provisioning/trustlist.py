@@ -3,6 +3,11 @@
 SQLite by default (one file, transactional, easy to back up). Exported as a
 documented JSON file (docs/trust-list.md) so any third-party verifier can check
 our messages without our code.
+
+Three tables, three roles that never share a key: ``keys`` (poles: they sign what they
+publish), ``technicians`` (they sign offline registrations) and ``operators`` (the
+city: installed on every pole at provisioning, they authorise changes to a finished
+pole). A public key enrolled in one role is refused in another.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from pathlib import Path
 import cbor2
 
 from edge.cose import kid_for
+from edge.names import InvalidName, check_id
+from edge.state import atomic_write
 
 FORMAT = "lightpole-trust-list"
 VERSION = 1
@@ -39,6 +46,18 @@ CREATE TABLE IF NOT EXISTS technicians (
     public_key TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
     added REAL NOT NULL
+)
+"""
+
+
+_OPERATOR_SCHEMA = """
+CREATE TABLE IF NOT EXISTS operators (
+    kid TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+    added REAL NOT NULL,
+    revoked REAL
 )
 """
 
@@ -78,8 +97,12 @@ class KeyRecord:
         }
 
 
+def _cose_key(public_key: bytes) -> str:
+    return cbor2.dumps({1: 1, 3: -8, -1: 6, -2: public_key, 2: kid_for(public_key)}).hex()
+
+
 class TrustList:
-    """SQLite-backed trust list."""
+    """SQLite-backed trust list; ``with TrustList(path) as tl:`` closes it afterwards."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -88,14 +111,42 @@ class TrustList:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(_SCHEMA)
         self.db.execute(_TECH_SCHEMA)
+        self.db.execute(_OPERATOR_SCHEMA)
         self.db.commit()
 
     def close(self) -> None:
         self.db.close()
 
+    def __enter__(self) -> TrustList:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _role_of(self, public_key: bytes) -> str | None:
+        """'pole', 'technician' or 'operator' if this key is enrolled in any role."""
+        kid = kid_for(public_key).hex()
+        for table, role in (
+            ("keys", "pole"),
+            ("technicians", "technician"),
+            ("operators", "operator"),
+        ):
+            if self.db.execute(f"SELECT 1 FROM {table} WHERE kid = ?", (kid,)).fetchone():
+                return role
+        return None
+
+    def _refuse_other_role(self, public_key: bytes, role: str, who: str) -> None:
+        other = self._role_of(public_key)
+        if other is not None and other != role:
+            raise TrustError(
+                f"{who}: this public key is enrolled as a {other} key; one key, one role: "
+                f"make a separate key for the {role}"
+            )
+
     def add(self, pole_id: str, public_key: bytes, note: str = "") -> KeyRecord:
         """Register a pole's key. Idempotent for the same key; refuses a revoked one."""
         rec = KeyRecord(pole_id, public_key)
+        self._refuse_other_role(public_key, "pole", f"pole {pole_id}")
         row = self.db.execute(
             "SELECT pole_id, status FROM keys WHERE kid = ?", (rec.kid.hex(),)
         ).fetchone()
@@ -140,6 +191,7 @@ class TrustList:
     def add_technician(self, name: str, public_key: bytes) -> str:
         if len(public_key) != 32:
             raise TrustError(f"technician {name}: an Ed25519 public key is 32 bytes")
+        self._refuse_other_role(public_key, "technician", f"technician {name}")
         kid = kid_for(public_key).hex()
         with self.db:
             self.db.execute(
@@ -169,6 +221,59 @@ class TrustList:
         ).fetchone()
         return (row[0], bytes.fromhex(row[1]), row[2]) if row else None
 
+    # -- operators: the city's keys, installed on poles, that authorise changes to them ----
+    def add_operator(self, name: str, public_key: bytes) -> str:
+        """Enrol a city operator key; returns its kid (hex). Idempotent for the same name
+        and key; a withdrawn key is never enrolled again (make a new one)."""
+        try:
+            check_id(name, "operator")
+        except InvalidName as exc:
+            raise TrustError(str(exc)) from None
+        if len(public_key) != 32:
+            raise TrustError(f"operator {name}: an Ed25519 public key is 32 bytes")
+        self._refuse_other_role(public_key, "operator", f"operator {name}")
+        kid = kid_for(public_key).hex()
+        row = self.db.execute("SELECT name, status FROM operators WHERE kid = ?", (kid,)).fetchone()
+        if row:
+            if row[1] == "revoked":
+                raise TrustError(
+                    f"operator key {kid} was revoked; make a new key with 'pole-admin operator "
+                    "create' and enrol that one"
+                )
+            if row[0] != name:
+                raise TrustError(f"operator key {kid} is already enrolled as {row[0]}")
+            return kid
+        with self.db:
+            self.db.execute(
+                "INSERT INTO operators (kid, name, public_key, status, added) "
+                "VALUES (?, ?, ?, 'active', ?)",
+                (kid, name, public_key.hex(), time.time()),
+            )
+        return kid
+
+    def revoke_operator(self, name: str) -> int:
+        """Withdraw every active key of operator ``name``; returns how many. Poles keep
+        accepting it until their operator keys are updated (see docs/security-console.md)."""
+        with self.db:
+            cur = self.db.execute(
+                "UPDATE operators SET status='revoked', revoked=? WHERE name=? AND status='active'",
+                (time.time(), name),
+            )
+        return cur.rowcount
+
+    def operators(self) -> list[tuple[str, str, str]]:
+        """(name, kid hex, status) of every enrolled operator key."""
+        return self.db.execute(
+            "SELECT name, kid, status FROM operators ORDER BY name, added"
+        ).fetchall()
+
+    def active_operators(self) -> list[dict]:
+        """[{name, public_key (hex)}] of the active operator keys: what poles install."""
+        rows = self.db.execute(
+            "SELECT name, public_key FROM operators WHERE status='active' ORDER BY name, added"
+        ).fetchall()
+        return [{"name": r[0], "public_key": r[1]} for r in rows]
+
     def records(self) -> list[KeyRecord]:
         rows = self.db.execute(
             "SELECT pole_id, public_key, status FROM keys ORDER BY pole_id, added"
@@ -176,16 +281,33 @@ class TrustList:
         return [KeyRecord(r[0], bytes.fromhex(r[1]), r[2]) for r in rows]
 
     def export(self) -> dict:
+        rows = self.db.execute(
+            "SELECT name, public_key, status FROM operators ORDER BY name, added"
+        ).fetchall()
+        operators = [
+            {
+                "name": name,
+                "kid": kid_for(bytes.fromhex(pk)).hex(),
+                "public_key": pk,
+                "alg": "EdDSA",
+                "crv": "Ed25519",
+                "status": status,
+                "cose_key": _cose_key(bytes.fromhex(pk)),
+            }
+            for name, pk, status in rows
+        ]
         return {
             "format": FORMAT,
             "version": VERSION,
             "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "keys": [r.to_json() for r in self.records()],
+            "operators": operators,
         }
 
     def export_file(self, out: Path) -> int:
+        """Write the JSON export (mode 0644 whatever the umask); returns how many pole keys."""
         doc = self.export()
-        out.write_text(json.dumps(doc, indent=2) + "\n")
+        atomic_write(out, (json.dumps(doc, indent=2) + "\n").encode(), mode=0o644)
         return len(doc["keys"])
 
 
@@ -203,9 +325,34 @@ def load_keys(source: Path) -> dict[bytes, KeyRecord]:
             for k in doc["keys"]
         ]
     else:
-        tl = TrustList(source)
-        try:
+        with TrustList(source) as tl:
             recs = tl.records()
-        finally:
-            tl.close()
     return {r.kid: r for r in recs}
+
+
+def load_operators(source: Path) -> list[dict]:
+    """[{name, public_key (hex)}] of the active operator keys, from the trust list
+    (SQLite) or its JSON export (checked: names, 32-byte keys; a malformed file is an
+    error, not an empty list)."""
+    if source.suffix != ".json":
+        if not source.exists():
+            raise TrustError(f"{source}: no such trust list")
+        with TrustList(source) as tl:
+            return tl.active_operators()
+    try:
+        doc = json.loads(source.read_text())
+        if doc.get("format") != FORMAT:
+            raise TrustError(f"{source}: not a {FORMAT} file")
+        out = []
+        for op in doc.get("operators", []):
+            name = check_id(op["name"], "operator")
+            pk = bytes.fromhex(op["public_key"])
+            if len(pk) != 32 or op["status"] not in ("active", "revoked"):
+                raise ValueError
+            if op["status"] == "active":
+                out.append({"name": name, "public_key": pk.hex()})
+        return out
+    except TrustError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        raise TrustError(f"{source}: not a valid exported trust list (operators)") from None

@@ -25,6 +25,7 @@ from host_sim.broker import Mosquitto
 from host_sim.controller import SimController
 from host_sim.world import World
 from provisioning.broker_auth import BrokerAuth
+from provisioning.operator import OperatorKey
 from provisioning.trustlist import TrustList, load_keys
 from provisioning.verifier import Verifier
 
@@ -49,7 +50,19 @@ def provision_args(ctl: SimController, work: Path, pole: str = POLE, *extra: str
     ]  # fmt: skip
 
 
+def enrol_operator(work: Path) -> Path:
+    """The city's operator key (its directory), enrolled in ``work``'s trust list once:
+    provisioning installs it on the pole, and it authorises changes to finished poles."""
+    key_dir = work / "operator"
+    if not (key_dir / "operator.key").exists():
+        key = OperatorKey.create(key_dir, "city-ops")
+        with TrustList(work / "trust.sqlite") as tl:
+            tl.add_operator(key.name, key.public_key)
+    return key_dir
+
+
 def online(work: Path) -> list[str]:
+    enrol_operator(work)
     return ["--trust-db", str(work / "trust.sqlite"), "--broker-dir", str(work / "auth")]
 
 
@@ -106,8 +119,8 @@ def test_provision_is_complete_and_running_it_again_changes_nothing(controller, 
     r = admin(
         "provision", "--pole-id", POLE, *provision_args(controller, tmp_path), *online(tmp_path)
     )
-    for i in range(1, 9):
-        assert f"[{i}/8]" in r.stdout, r.stdout
+    for i in range(1, 10):
+        assert f"[{i}/9]" in r.stdout, r.stdout
     ident = load_identity(controller.state_dir)
     assert ident.fingerprint in r.stdout
     assert controller.provisioned()
@@ -124,6 +137,7 @@ def test_provision_is_complete_and_running_it_again_changes_nothing(controller, 
         "provision", "--pole-id", POLE, *provision_args(controller, tmp_path), *online(tmp_path)
     )
     assert "already there (kept)" in again.stdout and "already set" in again.stdout
+    assert "unchanged in" in again.stdout and "already installed: city-ops" in again.stdout
     assert load_identity(controller.state_dir).public_key == ident.public_key
     tl = TrustList(tmp_path / "trust.sqlite")
     assert [r.public_key for r in tl.active_keys(POLE)] == [ident.public_key]
@@ -133,10 +147,13 @@ def test_provision_is_complete_and_running_it_again_changes_nothing(controller, 
 
 
 def test_interrupted_after_each_step_then_run_again_gives_one_identity(tmp_path):
-    """A full run makes 7 console requests. For each one, the controller carries it out
-    but the laptop is killed before the answer arrives (the worst moment: the controller
-    acted, the laptop does not know); then the technician runs the same command again."""
-    for n in range(1, 8):
+    """A full run makes 8 console requests (HELLO, KEYGEN, CONFIGURE, PUBKEY, HELLO,
+    CREDENTIALS, OPERATORS, FINISH). For each one, the controller carries it out but the
+    laptop is killed before the answer arrives (the worst moment: the controller acted,
+    the laptop does not know); then the technician runs the same command again. After a
+    lost FINISH the pole is finished: the rerun changes nothing, so it needs no
+    authorisation."""
+    for n in range(1, 9):
         work = tmp_path / f"cut{n}"
         ctl = SimController(work / "controller").start_console()
         try:
@@ -147,13 +164,13 @@ def test_interrupted_after_each_step_then_run_again_gives_one_identity(tmp_path)
             assert ctl.swallowed.wait(30), f"request {n} never came"
             proc.kill()
             out = proc.communicate(timeout=10)[0]
-            steps_done = out.count("/8]")
+            steps_done = out.count("/9]")
             key_before = (
                 load_identity(ctl.state_dir).public_key
                 if (ctl.state_dir / "identity.json").exists()
                 else None
             )
-            assert not ctl.provisioned() or n == 7
+            assert not ctl.provisioned() or n == 8
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
             assert r.returncode == 0, (n, r.stdout, r.stderr)
             ident = load_identity(ctl.state_dir)
@@ -165,7 +182,7 @@ def test_interrupted_after_each_step_then_run_again_gives_one_identity(tmp_path)
             assert keys == [ident.public_key], f"request {n}: {len(keys)} keys registered"
             assert BrokerAuth(work / "auth").check(POLE, controller_password(ctl)), n
             assert ctl.provisioned() and (work / "labels" / f"{POLE}.png").exists()
-            assert ctl.requests > n and steps_done < 8
+            assert ctl.requests > n and steps_done < 9
         finally:
             ctl.close()
 
@@ -226,9 +243,12 @@ def test_offline_registration_is_signed_and_synced_later(controller, tmp_path):
     db = tmp_path / "trust.sqlite"
     admin("trust", "add-technician", "--db", str(db), "--name", "j.devries",
           "--public-key", pub["public_key"])  # fmt: skip
+    enrol_operator(tmp_path)
+    admin("trust", "export", "--db", str(db), "--out", str(tmp_path / "trust.json"))
     regs = tmp_path / "regs"
     args = provision_args(controller, tmp_path) + [
-        "--offline", str(regs), "--technician-key", str(tech_dir / "technician.key")]  # fmt: skip
+        "--offline", str(regs), "--technician-key", str(tech_dir / "technician.key"),
+        "--operators", str(tmp_path / "trust.json")]  # fmt: skip
     # Interrupted right after the controller stored its broker password (request 6,
     # CREDENTIALS, never answered): the rerun must still produce a matching hash.
     controller.swallow_at = 6
@@ -324,11 +344,9 @@ def test_replace_controller_revokes_the_old_key_and_decommission_wipes(controlle
         verifier = Verifier(keys)
         for ident, want in ((old, "rejected"), (new, "accepted")):
             signer = Signer(ident.seed, POLE)
-            from edge import senml
+            from tests.helpers import kind_payload
 
-            msg = signer.sign(
-                senml.encode_pack([[(0, POLE + "/x"), (2, 1)]]), None, cti_bytes(1, 1)
-            )
+            msg = signer.sign("data", kind_payload("data", POLE), None, cti_bytes(1, 1))
             v = verifier.check(f"poles/{POLE}/data", msg)
             assert v.status == want, (want, v)
         auth = BrokerAuth(tmp_path / "auth")
@@ -341,8 +359,14 @@ def test_replace_controller_revokes_the_old_key_and_decommission_wipes(controlle
         assert r.returncode == 2 and f"belongs to pole {POLE}" in r.stderr
         assert f"pole-admin decommission {POLE}" in r.stderr
 
-        r = admin("decommission", POLE, "--trust-db", str(tmp_path / "trust.sqlite"),
-                  "--broker-dir", str(tmp_path / "auth"), "--port", new_ctl.port)  # fmt: skip
+        # The new controller is finished: wiping it needs the city's authorisation.
+        dc = ["decommission", POLE, "--trust-db", str(tmp_path / "trust.sqlite"),
+              "--broker-dir", str(tmp_path / "auth"), "--port", new_ctl.port]  # fmt: skip
+        r = admin(*dc, check=False)
+        assert r.returncode == 2 and "needs an authorisation from the city" in r.stderr
+        assert f"pole-admin operator authorise {POLE} WIPE --challenge" in r.stderr
+        assert new_ctl.provisioned() and BrokerAuth(tmp_path / "auth").has_user(POLE)
+        r = admin(*dc, "--operator-key", str(tmp_path / "operator"))
         assert "key destroyed" in r.stdout
         assert not (new_ctl.state_dir / "identity.key").exists()
         assert not new_ctl.config_path.exists() and not new_ctl.provisioned()
@@ -487,7 +511,8 @@ def _rehearsal_commands() -> list[str]:
 @pytest.mark.broker
 def test_the_rehearsal_in_the_technician_guide_works_as_written(tmp_path):
     """docs/technician.md, 'Rehearse on your laptop', run as written (only the port and
-    the printed /dev/pts path are filled in): provision, then commission passes."""
+    the printed /dev/pts path are filled in): the city's operator key, provision, then
+    commission passes."""
     import shlex
 
     from host_sim.broker import free_port
@@ -496,6 +521,8 @@ def test_the_rehearsal_in_the_technician_guide_works_as_written(tmp_path):
     assert [c.split()[:2] for c in cmds] == [
         ["pole-sim", "city"],
         ["pole-sim", "controller"],
+        ["pole-admin", "operator"],
+        ["pole-admin", "trust"],
         ["pole-admin", "provision"],
         ["pole-admin", "commission"],
     ], cmds
