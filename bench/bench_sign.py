@@ -70,11 +70,11 @@ def main() -> int:
 
     def pipeline() -> bytes:
         seq[0] += 1
-        return signer.sign(enc.encode(window, window.end), window.end, cti_bytes(1, seq[0]))
+        return signer.sign("data", enc.encode(window, window.end), window.end, cti_bytes(1, seq[0]))
 
     message = pipeline()
     payload = enc.encode(window, window.end)
-    tbs = signer.sig_structure(signer.protected(window.end, cti_bytes(1, 1)), payload)
+    tbs = signer.sig_structure(signer.protected("data", window.end, cti_bytes(1, 1)), payload)
     secret = signer._secret
 
     def bare() -> bytes:

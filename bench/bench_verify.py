@@ -32,7 +32,8 @@ def main() -> int:
     # Each pole's first message (cti 1): a long-running verifier has seen every pole
     # before; it goes through the full path and teaches the verifier the pole's template.
     first = [
-        (f"poles/{s.pole_id}/data", s.sign(payload, window.end, cti_bytes(1, 1))) for s in signers
+        (f"poles/{s.pole_id}/data", s.sign("data", payload, window.end, cti_bytes(1, 1)))
+        for s in signers
     ]
     msgs = []
     for i in range(n):
@@ -40,12 +41,12 @@ def main() -> int:
         msgs.append(
             (
                 f"poles/{s.pole_id}/data",
-                s.sign(payload, window.end, cti_bytes(1, i // len(signers) + 2)),
+                s.sign("data", payload, window.end, cti_bytes(1, i // len(signers) + 2)),
             )
         )
     s0 = signers[0]
-    tbs = s0.sig_structure(s0.protected(window.end, cti_bytes(1, 1)), payload)
-    signed = s0.sign(payload, window.end, cti_bytes(1, 1))
+    tbs = s0.sig_structure(s0.protected("data", window.end, cti_bytes(1, 1)), payload)
+    signed = s0.sign("data", payload, window.end, cti_bytes(1, 1))
     sm = signed[-64:] + tbs
     pk = s0.public_key
 

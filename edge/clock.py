@@ -15,6 +15,7 @@ can be required as well.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -23,6 +24,9 @@ VALID_AFTER = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 
 class Clock:
+    """The pole's one notion of time: ``wall`` (maybe not yet valid), ``monotonic`` (never
+    jumps), ``valid()``, ``uptime()`` and ``sleep_until(wall_time)``."""
+
     def __init__(
         self,
         wall: Callable[[], float] = time.time,
@@ -45,6 +49,13 @@ class Clock:
         if self.wall() < self.valid_after:
             return False
         return self.sync_file is None or os.path.exists(self.sync_file)
+
+    async def sleep_until(self, t: float) -> None:
+        """Sleep until the wall clock reads ``t`` (at once if it already does). A clock
+        that runs ``rate`` times faster (a simulator) is waited for in real seconds."""
+        wait = t - self.wall()
+        if wait > 0:
+            await asyncio.sleep(wait / self.rate)
 
     def uptime(self) -> float:
         """Seconds since this process started counting (monotonic, never jumps)."""

@@ -4,9 +4,13 @@ Every message the pole publishes is one of these: tag 18 around
 ``[protected, {}, payload, signature]`` where ``protected`` holds::
 
     {1: -8 (EdDSA), 3: 112 (application/senml+cbor), 4: kid,
-     15: {1: iss = pole id, 6: iat, 7: cti = 8-byte big-endian (boot << 32 | seq)}}
+     15: {1: iss = pole id, 6: iat, 7: cti = 8-byte big-endian (boot << 32 | seq)},
+     16: typ = "application/vnd.lightpole.<kind>+cose"}
 
-The constant part of the header and of the Sig_structure is encoded once per pole;
+``typ`` (RFC 9596) names the message kind (edge/messages.py) inside the signed bytes,
+so a message signed as one kind cannot be passed off as another.
+
+The constant parts of the header and of the Sig_structure are encoded once per pole;
 per message only iat, cti and the payload are added, so encoding stays a small
 fraction of the signature's cost.
 """
@@ -19,6 +23,7 @@ import struct
 from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
 
 from edge import cbor
+from edge.messages import KINDS
 
 ALG_EDDSA = -8
 ALG_ED25519 = -19
@@ -26,6 +31,7 @@ HDR_ALG = 1
 HDR_CONTENT_TYPE = 3
 HDR_KID = 4
 HDR_CWT_CLAIMS = 15
+HDR_TYP = 16
 CWT_ISS = 1
 CWT_IAT = 6
 CWT_CTI = 7
@@ -62,14 +68,16 @@ class Signer:
         self.pole_id = pole_id
         self.content_format = content_format
         # Protected header up to the varying claims; iat is left out (2 claims instead of
-        # 3) when there is no valid clock, rather than inventing a time.
+        # 3) when there is no valid clock, rather than inventing a time. The typ that
+        # closes the header is constant per kind.
         self._prot_head = self._header_prefix(3) + cbor.encode_int(CWT_IAT)
         self._prot_head_no_iat = self._header_prefix(2)
         self._cti_label = cbor.encode_int(CWT_CTI) + b"\x48"  # 8-byte bstr follows
+        self._typ = {k.name: cbor.encode_int(HDR_TYP) + cbor.encode_text(k.typ) for k in KINDS}
 
     def _header_prefix(self, n_claims: int) -> bytes:
         return (
-            cbor.head(5, 4)
+            cbor.head(5, 5)
             + cbor.encode_int(HDR_ALG)
             + cbor.encode_int(ALG_EDDSA)
             + cbor.encode_int(HDR_CONTENT_TYPE)
@@ -82,10 +90,11 @@ class Signer:
             + cbor.encode_text(self.pole_id)
         )
 
-    def protected(self, iat: int | None, cti: bytes) -> bytes:
+    def protected(self, kind: str, iat: int | None, cti: bytes) -> bytes:
+        typ = self._typ[kind]  # KeyError: not a declared kind
         if iat is None:
-            return self._prot_head_no_iat + self._cti_label + cti
-        return self._prot_head + cbor.encode_int(iat) + self._cti_label + cti
+            return self._prot_head_no_iat + self._cti_label + cti + typ
+        return self._prot_head + cbor.encode_int(iat) + self._cti_label + cti + typ
 
     def sig_structure(self, protected: bytes, payload: bytes) -> bytes:
         """The bytes Ed25519 signs: ``["Signature1", protected, h'', payload]``."""
@@ -98,9 +107,10 @@ class Signer:
             + payload
         )
 
-    def sign(self, payload: bytes, iat: int | None, cti: bytes) -> bytes:
-        """A complete, tagged COSE_Sign1 message (``iat`` None when the clock is not valid)."""
-        protected = self.protected(iat, cti)
+    def sign(self, kind: str, payload: bytes, iat: int | None, cti: bytes) -> bytes:
+        """A complete, tagged COSE_Sign1 message of ``kind`` (edge/messages.py); ``iat``
+        None when the clock is not valid."""
+        protected = self.protected(kind, iat, cti)
         prot_bstr = cbor.encode_bytes(protected)
         payload_head = cbor.head(2, len(payload))
         tbs = b"".join((b"\x84", _SIG1_CONTEXT, prot_bstr, _EMPTY_BSTR, payload_head, payload))

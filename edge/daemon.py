@@ -1,40 +1,43 @@
-"""The pole daemon: sensors -> windows -> SenML -> COSE_Sign1 -> spool -> MQTT.
+"""The pole daemon: sensors -> windows -> SenML -> COSE_Sign1 -> spool -> transport.
 
 ``Pole`` wires the pieces for one pole; ``main()`` is the ``pole-edge`` command on
 the controller. The same ``Pole`` runs inside ``host_sim`` with simulated buses.
+
+Every message the pole sends is one of the kinds declared in edge/messages.py and is
+built from those declarations. Every internal task (each sensor, windows, bins,
+health, the transport) runs under one supervisor: a task that raises is logged,
+counted, reported at once as the ``task_crashed`` alarm and restarted, so a pole never
+looks alive while sending nothing. Under systemd the watchdog heartbeat is only sent
+while windows are being sealed (edge/sdnotify.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sqlite3
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edge import __version__, senml
+from edge import __version__, messages, senml
 from edge.clock import Clock
 from edge.config import ConfigError, PoleConfig, SensorConfig, load_config
 from edge.cose import Signer
+from edge.counting import Counting
 from edge.descriptors import DescriptorError, SensorDescriptor, load_sensor
-from edge.dp import discrete_laplace, epsilon_ratio
-from edge.gate import CountBins, encode_bin
-from edge.gate import bin_start as gate_bin_start
 from edge.health import Health
-from edge.ledger import BudgetLedger
 from edge.manifest import encode_manifest, output_schema, personal_source
 from edge.outbox import Outbox
-from edge.publisher import Publisher
 from edge.rotation import ANNOUNCEMENT
+from edge.sdnotify import Notifier, Progress
 from edge.sensors import AGGREGATED, SensorRunner, driver_class
 from edge.spool import Spool
-from edge.state import PersistentCounter, load_identity
-from edge.unique import UniqueCounter
+from edge.state import PersistentCounter, load_identity, read_private
+from edge.supervisor import Supervisor
+from edge.transport import Transport
 from edge.watch import LampWatch, TiltWatch, commanded_by_schedule, commanded_from_file
 from edge.window import Window, window_start
 
@@ -56,6 +59,22 @@ def linux_bus(sensor: SensorConfig, desc: SensorDescriptor) -> object:
             raise ConfigError(f"sensor {sensor.name}: set port, e.g. /dev/ttyUSB0")
         return SerialUART(sensor.port, sensor.options.get("baud", desc.baud or 9600))
     raise ConfigError(f"sensor {sensor.name}: bus {desc.bus!r} needs a bus factory")
+
+
+def open_transport(config: PoleConfig, *args: object) -> Transport:
+    """The transport the configuration names (``transport = "mqtt"`` or ``"file"``)."""
+    if getattr(config, "transport", "mqtt") == "file":
+        from edge.transport.filedrop import FileDropTransport
+
+        return FileDropTransport(config.file_drop.dir, *args)
+    from edge.transport.mqtt import MqttTransport
+
+    if config.mqtt.password_file:  # refuse a missing or exposed password now, not per retry
+        try:
+            read_private(Path(config.mqtt.password_file))
+        except OSError as exc:
+            raise ConfigError(f"mqtt.password_file: {exc}") from None
+    return MqttTransport(config.mqtt, *args)
 
 
 class Pole:
@@ -90,11 +109,10 @@ class Pole:
             PersistentCounter(state / "boot_counter"),
             self.spool,
             self.health,
-            config.mqtt.topic_prefix,
             clock=self.time,
         )
-        self.publisher = Publisher(
-            config.mqtt,
+        self.transport = open_transport(
+            config,
             self.outbox,
             PersistentCounter(state / "bdseq"),
             self._birth_payload,
@@ -107,60 +125,51 @@ class Pole:
         self._health_now = asyncio.Event()
         self.health.listener = lambda _name: self._health_now.set()
         self.observers = self._watches(lamp_commanded)
+        self.descriptors = [
+            (sc.name, load_sensor(sc.model, config.hardware_dir)) for sc in config.sensors
+        ]
+        self.counting = Counting(
+            config.pole_id, self.descriptors, config.privacy, state, self.health
+        )
         self.runners: list[SensorRunner] = []
         series: list[senml.Series] = []
-        self.descriptors: list[tuple[str, SensorDescriptor]] = []
-        self.unique: dict[str, UniqueCounter] = {}
-        count_series: list[tuple[str, str]] = []
-        for sc in config.sensors:
-            desc = load_sensor(sc.model, config.hardware_dir)
-            self.descriptors.append((sc.name, desc))
+        for sc, (_name, desc) in zip(config.sensors, self.descriptors, strict=True):
             personal = personal_source(desc)
-            unique = None
-            if personal is not None and config.privacy.unique_devices:
-                self.unique[sc.name] = UniqueCounter()
-                unique = (personal, self.unique[sc.name])
-                count_series.append((sc.name, "unique_devices"))
-            elif personal is None:
-                count_series += [
-                    (sc.name, k) for k, f in desc.fields.items() if f.privacy == "count"
-                ]
-            cls = driver_class(desc)
             self.runners.append(
                 SensorRunner(
                     sc.name,
                     desc,
-                    self._driver_factory(cls, sc, desc, open_bus),
+                    self._driver_factory(driver_class(desc), sc, desc, open_bus),
                     self.health,
                     lambda: self.window,
                     observers=self.observers,
                     timeout_s=config.driver_timeout_s or None,
                     count_sink=None if personal else self._count,
-                    unique=unique,
+                    unique=self.counting.unique_for(sc.name, personal),
                 )
             )
             for fname, f in desc.fields.items():
                 if f.privacy in AGGREGATED:
                     series.append(senml.Series(sc.name, fname, f.senml, f.unit, f.resolution))
-        self.schema = output_schema(self.descriptors, config.privacy, config.mqtt.topic_prefix)
-        pv = config.privacy
-        self.ledger = None
-        noise = None
-        if pv.mode == "dp":
-            self.ledger = BudgetLedger(state / "privacy_ledger.sqlite", pv.daily_epsilon)
-            noise = self._dp_noise
-        self.bins = CountBins(count_series, pv.bin_s, pv.min_bin_s, pv.k, pv.round_to, noise)
-        self.bins.start = gate_bin_start(self.clock(), pv.bin_s)
+        self.schema = output_schema(self.descriptors, config.privacy)
         self.encoder = senml.WindowPackEncoder(config.pole_id, series)
         self.windows_sent = 0
+        # Two windows plus grace: after the clock steps back, two seals can be almost
+        # 2 x window_s apart (docs/deploy.md). Real seconds, hence the rate.
+        self.progress = Progress((2 * config.window_s + 30) / self.time.rate)
+        self.supervisor = Supervisor(self.health, on_crash=lambda _n, _e: self._health_now.set())
         self._send_pending_rotation()
+
+    @property
+    def publisher(self) -> Transport:  # the name of 0.1, for callers that still use it
+        return self.transport
 
     def _send_pending_rotation(self) -> None:
         """A key rotation announcement (signed by the previous key) goes out first."""
         pending = self.config.state_dir / ANNOUNCEMENT
         if pending.exists():
             try:
-                self.spool.put(self.outbox.topic("rotate"), pending.read_bytes(), "rotate")
+                self.spool.put("rotate", pending.read_bytes())
                 pending.rename(pending.with_name(ANNOUNCEMENT + ".sent"))
             except (OSError, sqlite3.Error) as exc:
                 log.error("key rotation announcement not queued yet (%s); retried next start", exc)
@@ -168,48 +177,29 @@ class Pole:
                 log.info("key rotation announcement queued for the city")
 
     def _count(self, key: tuple, n: int) -> None:
-        self.bins.add(key, n, self.clock())
-
-    def _dp_noise(self, key: tuple, start: int, true: int) -> int:
-        """Noise for one series of one bin, if the day's budget allows; else suppressed."""
-        pv = self.config.privacy
-        day = time.strftime("%Y-%m-%d", time.gmtime(start))
-        if not self.ledger.spend(day, start, "/".join(key), pv.epsilon):
-            self.health.count("dp_budget_refusals")
-            return 0  # published as "<k": nothing about this bin leaves
-        s, t = epsilon_ratio(pv.epsilon)
-        return max(0, true + discrete_laplace(s, t))
+        self.counting.add(key, n, self.clock())
 
     def close_bin(self) -> bytes:
-        """Close the count bin: unique-device sets are counted and destroyed, counts are
-        protected, and one pack with every count series leaves, detections or not."""
-        for name, counter in self.unique.items():
-            self.bins.add((name, "unique_devices"), counter.close(), self.clock())
-        start, values = self.bins.close(self.clock())
-        payload = encode_bin(self.config.pole_id, start, self.bins.bin_s, values)
-        return self.outbox.post("counts", payload)
+        """Close the count bin and post its pack (every series, detections or not)."""
+        return self.outbox.post("counts", self.counting.close(self.clock()))
 
     async def _bins(self) -> None:
-        if not self.bins.series:
-            return
+        bins = self.counting.bins
         while True:
-            wait = self.bins.start + self.bins.bin_s - self.clock()
-            await asyncio.sleep(max(0.0, wait) / self.time.rate)
-            if self.bins.due(self.clock()):
+            await self.time.sleep_until(bins.end)
+            if bins.due(self.clock()):
                 self.close_bin()
 
     def _manifest_payload(self) -> bytes:
-        day = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
-        remaining = self.ledger.remaining(day) if self.ledger else None
-        bt = int(self.clock()) if self.time.valid() else 0
         return encode_manifest(
             self.config.pole_id,
-            bt,
+            self._bt(),
             self.config.window_s,
             self.descriptors,
             self.config.privacy,
             self.schema,
-            remaining,
+            self.counting.remaining_today(self.clock()),
+            self.counting.epsilon,
         )
 
     def _watches(self, lamp_commanded: Callable[[], bool] | None) -> list:
@@ -253,36 +243,27 @@ class Pole:
 
         return make
 
-    def _base(self) -> list[tuple[int, object]]:
-        """bn and bt for a pack: bt is the wall time, or 0 ("now") if the clock is not valid."""
-        bt = int(self.clock()) if self.time.valid() else 0
-        return [(senml.BN, self.config.pole_id + "/"), (senml.BT, bt)]
+    def _bt(self) -> int:
+        """Base time of a pack: the wall time, or 0 ("now", SenML relative time) when the
+        clock is not valid: the pole never invents an absolute time."""
+        return int(self.clock()) if self.time.valid() else 0
 
     def _birth_payload(self, bdseq: int) -> bytes:
-        sensors = ",".join(f"{r.name}:{r.desc.model}" for r in self.runners)
-        return senml.encode_pack(
-            [
-                [*self._base(), (0, "bdSeq"), (2, bdseq)],
-                [(0, "boot"), (2, self.outbox.boot)],
-                [(0, "software"), (3, "lightpole-edge " + __version__)],
-                [(0, "sensors"), (3, sensors)],
-                [(0, "window"), (1, "s"), (2, self.config.window_s)],
-                *self._location_records(),
-            ]
-        )
-
-    def _location_records(self) -> list[list[tuple[int, object]]]:
-        """RFC 8428 registers the units "lat" and "lon" (degrees, WGS84)."""
-        if self.config.location is None:
-            return []
-        lat, lon = self.config.location
-        return [
-            [(0, "location/lat"), (1, "lat"), (2, lat)],
-            [(0, "location/lon"), (1, "lon"), (2, lon)],
+        items: list[tuple[str, object]] = [
+            ("bdSeq", bdseq),
+            ("boot", self.outbox.boot),
+            ("software", "lightpole-edge " + __version__),
+            ("sensors", ",".join(f"{r.name}:{r.desc.model}" for r in self.runners)),
+            ("window", self.config.window_s),
         ]
+        if self.config.location is not None:  # RFC 8428 units "lat" and "lon" (WGS84)
+            lat, lon = self.config.location
+            items += [("location/lat", float(lat)), ("location/lon", float(lon))]
+        return messages.pack(messages.BIRTH, self.config.pole_id, self._bt(), items)
 
     def _death_payload(self, bdseq: int) -> bytes:
-        return senml.encode_pack([[*self._base(), (0, "bdSeq"), (2, bdseq)]])
+        """Sealed when a session starts (it is the MQTT will): bt is the connect time."""
+        return messages.pack(messages.DEATH, self.config.pole_id, self._bt(), [("bdSeq", bdseq)])
 
     def _health_payload(self) -> bytes:
         """Counters, sensor states and alarms, plus time/uptime and time/valid: with a valid
@@ -291,19 +272,22 @@ class Pole:
         h = self.health
         h.counters["spool_depth"] = self.spool.depth()
         h.counters["spool_dropped"] = self.spool.dropped
-        h.counters["published"] = self.publisher.published
-        h.counters["replayed"] = self.publisher.replayed
-        records = [
-            [*self._base(), (0, "time/uptime"), (1, "s"), (2, round(self.time.uptime(), 3))],
-            [(0, "time/valid"), (4, self.time.valid())],
-            *h.records(),
+        h.counters["published"] = self.transport.published
+        h.counters["replayed"] = self.transport.replayed
+        items = [
+            ("time/uptime", float(round(self.time.uptime(), 3))),
+            ("time/valid", self.time.valid()),
+            *h.items(),
         ]
-        return senml.encode_pack(records)
+        return messages.pack(messages.HEALTH, self.config.pole_id, self._bt(), items)
 
-    def close_window(self) -> bytes:
-        """Close the current window, open the next, and post the closed one's pack."""
+    def close_window(self, now: float | None = None) -> bytes:
+        """Seal the current window and open the next. With ``now`` before the window's end
+        (a clean stop), the window is sealed early and says how much it covers."""
         closed = self.window
-        now = self.clock()
+        if now is None:
+            now = self.clock()
+        early = now < closed.end
         length = closed.length
         # After a clock jump (NTP sync after a power cut) start at the current window
         # instead of replaying every window in between.
@@ -313,11 +297,17 @@ class Pole:
             else window_start(now, length, self.config.window_offset_s)
         )
         self.window = Window(start, length)
+        covered = closed.covered(now if early else None)
+        if covered == length:
+            covered = None  # a full window; the encoder writes its length
         if self.time.valid():
-            payload = self.encoder.encode(closed, closed.end)
+            end = int(now) if early else closed.end
+            payload = self.encoder.encode(closed, end, covered=covered)
         else:
-            payload = self.encoder.encode(closed, 0, uptime=round(self.time.uptime(), 3))
+            uptime = float(round(self.time.uptime(), 3))
+            payload = self.encoder.encode(closed, 0, uptime=uptime, covered=covered)
         self.windows_sent += 1
+        self.progress.mark()
         return self.outbox.post("data", payload)
 
     async def _windows(self) -> None:
@@ -327,12 +317,12 @@ class Pole:
             if wait > length:  # the clock went backwards: realign, keep the statistics
                 self.window.start = window_start(self.clock(), length, self.config.window_offset_s)
                 continue
-            await asyncio.sleep(max(0.0, min(wait, length)) / self.time.rate)
+            await self.time.sleep_until(min(self.window.end, self.clock() + length))
             if self.clock() >= self.window.end:
                 self.close_window()
 
     async def _health(self) -> None:
-        """Every health_s, and at once when a new alarm is raised.
+        """Every health_s, and at once when an alarm is raised or a task crashed.
 
         The schedule is clock-aligned like the windows, half a window after this pole's
         window boundary: a district's poles (offsets spread by window_offset_s) then
@@ -342,38 +332,76 @@ class Pole:
         offset = (cfg.window_offset_s + cfg.window_s // 2) % cfg.health_s
         while True:
             now = self.clock()
-            wait = window_start(now, cfg.health_s, offset) + cfg.health_s - now
-            with contextlib.suppress(TimeoutError):  # asyncio.timeout: see SensorRunner._call
-                async with asyncio.timeout(min(max(wait, 0.0), cfg.health_s) / self.time.rate):
+            due = window_start(now, cfg.health_s, offset) + cfg.health_s
+            wait = min(max(due - now, 0.0), cfg.health_s) / self.time.rate
+            try:
+                async with asyncio.timeout(wait):  # not wait_for: see SensorRunner._call
                     await self._health_now.wait()
+            except TimeoutError:
+                pass
             self._health_now.clear()
             self.outbox.post("health", self._health_payload())
 
+    def _start(self) -> None:
+        """Open the first window and bin where the pole really starts, so both say how
+        much they cover, and post the manifest."""
+        now = self.clock()
+        cfg = self.config
+        self.window = Window(
+            window_start(now, cfg.window_s, cfg.window_offset_s), cfg.window_s, opened=now
+        )
+        self.counting.bins.open(now)
+        self.outbox.post("manifest", self._manifest_payload())
+
+    def _seal_partial(self) -> None:
+        """At a clean stop: the window so far, and the bin if it covers at least the
+        shortest bin the privacy settings allow (a shorter one would say too precisely
+        when people passed; its counts are dropped instead)."""
+        now = self.clock()
+        try:
+            if self.window.covered(now) > 0:
+                self.close_window(now)
+            bins = self.counting.bins
+            if self.counting.active and bins.end is not None:
+                if bins.covered(now) >= bins.min_bin_s:
+                    self.close_bin()
+                else:
+                    log.info(
+                        "stopping: the last %d s of counts are not published (too short)",
+                        bins.covered(now),
+                    )
+        except Exception:  # never let a failing last pack prevent a clean stop
+            log.exception("could not seal the last window or bin at stop")
+
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Run until ``stop`` is set (or cancelled); then send a clean death and close."""
+        """Run until ``stop`` is set (or cancelled); then seal what was collected, deliver
+        what is pending, send a clean death and close."""
         stop = stop or asyncio.Event()
-        if self.clock() >= self.window.end:  # built a while before it ran: no stale window
-            cfg = self.config
-            self.window.start = window_start(self.clock(), cfg.window_s, cfg.window_offset_s)
-        tasks = [asyncio.create_task(r.run(), name=f"sensor:{r.name}") for r in self.runners]
-        tasks.append(asyncio.create_task(self._windows(), name="windows"))
-        tasks.append(asyncio.create_task(self._health(), name="health"))
-        tasks.append(asyncio.create_task(self._bins(), name="bins"))
-        self.outbox.post("manifest", self._manifest_payload(), retain=True)
-        pub = asyncio.create_task(self.publisher.run(), name="publisher")
+        sup = self.supervisor
+        self._start()
+        for r in self.runners:
+            sup.start(f"sensor:{r.name}", r.run)
+        sup.start("windows", self._windows)
+        sup.start("health", self._health)
+        if self.counting.active:
+            sup.start("bins", self._bins)
+        sup.start("transport", self.transport.run)
+        notifier = Notifier()
+        if notifier.enabled:
+            sup.start("watchdog", lambda: notifier.heartbeat(self.progress))
+            notifier.ready(f"pole {self.config.pole_id}: {len(self.runners)} sensors")
         try:
             await stop.wait()
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self.publisher.stop()
-            try:
-                await asyncio.wait_for(pub, 5)
-            except (TimeoutError, asyncio.CancelledError):
-                pub.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pub
+            notifier.stopping()
+            names = [n for n in sup.names if n != "transport"]
+            await sup.stop(*names)
+            self._seal_partial()
+            self.transport.stop()
+            if not await sup.join("transport", timeout=5):
+                log.warning("transport did not finish within 5 s; stopping it")
+            await sup.stop()
+            notifier.close()
             self.spool.close()
 
 
@@ -402,11 +430,11 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         log.info(
-            "pole %s up: %d sensors, window %ss, broker %s",
+            "pole %s up: %d sensors, window %ss, transport %s",
             config.pole_id,
             len(pole.runners),
             config.window_s,
-            config.mqtt.url,
+            getattr(config, "transport", "mqtt"),
         )
         await pole.run(stop)
 

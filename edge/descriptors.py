@@ -32,6 +32,10 @@ class Field:
             self.min = float(spec["min"]) if "min" in spec else None
             self.max = float(spec["max"]) if "max" in spec else None
             self.resolution = float(spec.get("resolution", 0.01))
+            # Published value = driver value x scale: a driver reports in its datasheet's
+            # unit (the PMS5003 counts particles per 0.1 L), the pole publishes in the
+            # descriptor's (particles per m3). min, max, resolution: published unit.
+            self.scale = float(spec.get("scale", 1))
             self.privacy = spec["privacy"]
             # Identical samples in a row after which the value counts as stuck (0: never;
             # only for fields whose noise makes exact repeats implausible).

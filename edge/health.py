@@ -29,15 +29,16 @@ class Health:
     def clear_alarm(self, name):
         return self.alarms.pop(name, None) is not None
 
-    def records(self):
-        """SenML records (lists of label/value pairs) for a health pack."""
+    def items(self):
+        """(name, value) of every health record, in a stable order (edge/messages.py
+        declares them: sensor/<sensor>/up, counter/<counter>, alarm/<alarm>[/detail])."""
         out = []
         for sensor in sorted(self.sensors):
-            out.append([(0, "sensor/" + sensor + "/up"), (4, bool(self.sensors[sensor]))])
+            out.append(("sensor/" + sensor + "/up", bool(self.sensors[sensor])))
         for name in sorted(self.counters):
-            out.append([(0, "counter/" + name), (1, "count"), (2, self.counters[name])])
+            out.append(("counter/" + name, int(self.counters[name])))
         for name in sorted(self.alarms):
-            out.append([(0, "alarm/" + name), (4, True)])
+            out.append(("alarm/" + name, True))
             if self.alarms[name]:
-                out.append([(0, "alarm/" + name + "/detail"), (3, str(self.alarms[name])[:200])])
+                out.append(("alarm/" + name + "/detail", str(self.alarms[name])[:200]))
         return out

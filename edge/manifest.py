@@ -1,11 +1,13 @@
 """The pole's output schema, its privacy manifest, and the audit that prints them.
 
-``output_schema`` is derived from the hardware descriptors and the privacy settings,
-and it is what the daemon builds its encoders from: a record that is not in it has no
-code path to leave. The manifest (signed, published retained on
-``<prefix>/<pole>/manifest``) tells anyone what each sensor measures and why, what can
-leave, bin length, k, ε and the remaining budget, retention, the software version and
-the schema's hash. ``pole-admin audit`` prints the same schema as a table.
+``output_schema`` expands the message registry (edge/messages.py) for one pole: the
+records of every kind, with the data and count records spelled out for the pole's
+sensors from their hardware descriptors and privacy classes. The daemon builds its
+encoders from the same descriptors and the same declarations, so a record that is not
+in the schema has no code path to leave, and a test compares captured traffic with it.
+The manifest (signed, retained) tells anyone what each sensor measures and why, what
+can leave, bin length, k, epsilon and the remaining budget, retention, the software
+version and the schema's hash. ``pole-admin audit`` prints the same schema as a table.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 
-from edge import __version__, senml
+from edge import __version__, messages
 from edge.config import PrivacyConfig
 from edge.descriptors import SensorDescriptor
+from edge.messages import COUNTS, DATA, FIELD_UNIT, MANIFEST, STATS
 
-STATS = ("mean", "min", "max", "count")
+NEVER = "never leaves the pole"
 
 
 def personal_source(desc: SensorDescriptor) -> str | None:
@@ -25,82 +28,99 @@ def personal_source(desc: SensorDescriptor) -> str | None:
     return next((k for k, f in desc.fields.items() if f.privacy == "personal"), None)
 
 
-def output_schema(
-    sensors: list[tuple[str, SensorDescriptor]], privacy: PrivacyConfig, prefix: str = "poles"
-) -> dict:
-    """{topic: [{"record", "unit", "class", "source"}]}: everything the pole can publish."""
-    data, counts, never = [], [], []
+def count_series(
+    sensors: list[tuple[str, SensorDescriptor]], privacy: PrivacyConfig
+) -> list[tuple[str, str, str]]:
+    """(sensor, field, source) of every count series the pole publishes, in bin order."""
+    out = []
     for name, desc in sensors:
         personal = personal_source(desc)
+        if personal is None:
+            out += [
+                (name, k, f"{desc.model}.{k}")
+                for k, f in desc.fields.items()
+                if f.privacy == "count"
+            ]
+        elif privacy.unique_devices:
+            src = f"{desc.model}.{personal} (HMAC, per-bin key, RAM only)"
+            out.append((name, "unique_devices", src))
+    return out
+
+
+def _row(rec: messages.Rec, name: str, unit: str | None, cls: str, source: str) -> dict:
+    return {
+        "record": name,
+        "unit": unit or "",
+        "value": rec.value,
+        "class": cls,
+        "source": source,
+        "when": rec.when,
+    }
+
+
+def output_schema(sensors: list[tuple[str, SensorDescriptor]], privacy: PrivacyConfig) -> dict:
+    """{kind: [rows], NEVER: [rows]}: every record the pole can publish, per kind, and
+    every field that cannot leave. Rows: record, unit, value kind, class, source, when."""
+    schema: dict[str, list[dict]] = {}
+    never = []
+    series_rec = {r.name.rsplit("/", 1)[-1]: r for r in DATA.records if "<field>" in r.name}
+    for k in messages.KINDS:
+        rows = []
+        for rec in k.records:
+            if "<field>" in rec.name:
+                continue  # spelled out below, per sensor field
+            if "<sensor>" in rec.name:
+                rows += [
+                    _row(rec, rec.name.replace("<sensor>", n), rec.unit, k.privacy, "daemon")
+                    for n, _ in sensors
+                ]
+                continue
+            src = "config" if rec.name in ("window", "bin") else "daemon"
+            rows.append(_row(rec, rec.name, rec.unit, k.privacy, src))
+        schema[k.name] = rows
+    for name, desc in sensors:
         for field, f in desc.fields.items():
             src = f"{desc.model}.{field}"
             if f.privacy == "public":
-                data += [
+                for stat in (*STATS, "count"):
+                    rec = series_rec[stat]
+                    unit = f.unit if rec.unit == FIELD_UNIT else rec.unit
+                    full = rec.name.replace("<sensor>", name).replace("<field>", f.senml)
+                    schema[DATA.name].append(_row(rec, full, unit, "public", src))
+            elif f.privacy != "count" or personal_source(desc) is not None:
+                never.append(
                     {
-                        "record": f"{name}/{f.senml}/{st}",
-                        "unit": "count" if st == "count" else f.unit,
-                        "class": "public",
+                        "record": None,
+                        "unit": f.unit,
+                        "value": "",
+                        "class": f.privacy,
                         "source": src,
-                    }
-                    for st in STATS
-                ]
-            elif f.privacy == "count" and personal is None:
-                counts.append(
-                    {
-                        "record": f"{name}/{field}/count",
-                        "unit": "count",
-                        "class": "count",
-                        "source": src,
+                        "when": "",
                     }
                 )
-            else:
-                never.append({"record": None, "unit": f.unit, "class": f.privacy, "source": src})
-        if personal is not None and privacy.unique_devices:
-            counts.append(
-                {
-                    "record": f"{name}/unique_devices/count",
-                    "unit": "count",
-                    "class": "count",
-                    "source": f"{desc.model}.{personal} (HMAC, per-window key, RAM only)",
-                }
-            )
-    return {
-        f"{prefix}/<pole>/data": [
-            {"record": "window", "unit": "s", "class": "meta", "source": "config"},
-            *data,
-        ],
-        f"{prefix}/<pole>/counts": [
-            {"record": "bin", "unit": "s", "class": "meta", "source": "config"},
-            *counts,
-        ],
-        f"{prefix}/<pole>/health": [
-            {
-                "record": "sensor/<name>/up | counter/<name> | alarm/<name>[/detail] | time/*",
-                "unit": "",
-                "class": "health",
-                "source": "daemon",
-            }
-        ],
-        f"{prefix}/<pole>/birth": [
-            {
-                "record": "bdSeq, boot, software, sensors, window",
-                "unit": "",
-                "class": "meta",
-                "source": "daemon",
-            }
-        ],
-        f"{prefix}/<pole>/death": [
-            {"record": "bdSeq", "unit": "", "class": "meta", "source": "daemon"}
-        ],
-        f"{prefix}/<pole>/manifest": [
-            {"record": "this manifest", "unit": "", "class": "meta", "source": "daemon"}
-        ],
-        "never leaves the pole": never,
-    }
+    for name, field, src in count_series(sensors, privacy):
+        for rec in COUNTS.records:
+            if "<field>" in rec.name:
+                full = rec.name.replace("<sensor>", name).replace("<field>", field)
+                schema[COUNTS.name].append(_row(rec, full, rec.unit, "count", src))
+    schema[NEVER] = never
+    return schema
 
 
 def schema_hash(schema: dict) -> str:
     return hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()
+
+
+def allowed(schema: dict, kind: str, name: str) -> bool:
+    """Is ``name`` (relative to the pole's base name) a record ``kind`` may carry under
+    this schema? Patterns (health counters, alarms) match one name segment each."""
+    rows = schema.get(kind, ())
+    for r in rows:
+        if r["record"] == name or (
+            "<" in r["record"] and messages.Rec(r["record"], None, "", "").matches(name)
+        ):
+            return True
+    return False
 
 
 def encode_manifest(
@@ -111,37 +131,36 @@ def encode_manifest(
     privacy: PrivacyConfig,
     schema: dict,
     remaining_budget: float | None,
+    epsilon_per_bin: float | None = None,
 ) -> bytes:
-    records = [
-        [
-            (senml.BN, pole_id + "/"),
-            (senml.BT, bt),
-            (0, "manifest/software"),
-            (3, "lightpole-edge " + __version__),
-        ],
-        [(0, "manifest/schema_sha256"), (3, schema_hash(schema))],
-        [(0, "privacy/window"), (1, "s"), (2, window_s)],
-        [(0, "privacy/bin"), (1, "s"), (2, privacy.bin_s)],
-        [(0, "privacy/k"), (2, privacy.k)],
-        [(0, "privacy/round_to"), (2, privacy.round_to)],
-        [(0, "privacy/mode"), (3, privacy.mode)],
-        [(0, "privacy/unique_devices"), (4, privacy.unique_devices)],
-        [(0, "privacy/retention"), (3, privacy.retention)],
+    items: list[tuple[str, object]] = [
+        ("manifest/software", "lightpole-edge " + __version__),
+        ("manifest/schema_sha256", schema_hash(schema)),
+        ("privacy/window", window_s),
+        ("privacy/bin", privacy.bin_s),
+        ("privacy/k", privacy.k),
+        ("privacy/round_to", privacy.round_to),
+        ("privacy/mode", privacy.mode),
+        ("privacy/unique_devices", privacy.unique_devices),
+        ("privacy/retention", privacy.retention),
     ]
+    legal_basis = getattr(privacy, "legal_basis", "")
+    if legal_basis and any(personal_source(d) for _, d in sensors):
+        items.append(("privacy/legal_basis", legal_basis))
     if privacy.mode == "dp":
-        records.append([(0, "privacy/epsilon_per_bin"), (2, privacy.epsilon)])
-        records.append([(0, "privacy/epsilon_remaining_today"), (2, remaining_budget or 0.0)])
+        items.append(("privacy/epsilon_per_bin", float(epsilon_per_bin or 0.0)))
+        items.append(("privacy/epsilon_per_day", float(privacy.daily_epsilon)))
+        items.append(("privacy/epsilon_remaining_today", float(remaining_budget or 0.0)))
+    leaving: dict[str, set[str]] = {name: set() for name, _ in sensors}
+    for kind, rows in schema.items():
+        if kind == NEVER:
+            continue
+        for r in rows:
+            head = r["record"].split("/")
+            if len(head) == 3 and head[0] in leaving:
+                leaving[head[0]].add(head[1])
     for name, desc in sensors:
-        leaves = sorted(
-            {
-                r["record"].split("/")[1]
-                for t, rows in schema.items()
-                if t != "never leaves the pole"
-                for r in rows
-                if r["record"] and r["record"].startswith(name + "/")
-            }
-        )
-        records.append([(0, f"sensor/{name}/model"), (3, desc.model)])
-        records.append([(0, f"sensor/{name}/purpose"), (3, desc.purpose or "-")])
-        records.append([(0, f"sensor/{name}/leaves"), (3, ",".join(leaves) or "nothing")])
-    return senml.encode_pack(records)
+        items.append((f"sensor/{name}/model", desc.model))
+        items.append((f"sensor/{name}/purpose", desc.purpose or "-"))
+        items.append((f"sensor/{name}/leaves", ",".join(sorted(leaving[name])) or "nothing"))
+    return messages.pack(MANIFEST, pole_id, bt, items)

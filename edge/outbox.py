@@ -1,5 +1,6 @@
 """Seal and store: every outgoing message gets a never-repeating cti, is signed as
-COSE_Sign1, and is written to the spool before anyone may send it.
+COSE_Sign1 with its kind inside, and is written to the spool before any transport
+may send it. Nothing here knows about topics: that is the transport's business.
 
 cti = boot counter (persisted before first use) followed by a per-boot sequence,
 so a cti never repeats for a key across any number of power cuts. If the spool
@@ -17,6 +18,7 @@ from collections import deque
 from edge.clock import VALID_AFTER, Clock
 from edge.cose import Signer, cti_bytes
 from edge.health import Health
+from edge.messages import kind as declared_kind
 from edge.spool import Spool
 from edge.state import PersistentCounter
 
@@ -30,7 +32,6 @@ class Outbox:
         boot: PersistentCounter,
         spool: Spool,
         health: Health,
-        topic_prefix: str,
         clock: Clock | None = None,
         ram_limit: int = 1000,
     ) -> None:
@@ -41,8 +42,7 @@ class Outbox:
         self.seq = 0
         self.spool = spool
         self.health = health
-        self.base_topic = f"{topic_prefix}/{signer.pole_id}"
-        self.ram: deque[tuple[str, bytes, bool, str]] = deque(maxlen=ram_limit)
+        self.ram: deque[tuple[str, bytes, bool]] = deque(maxlen=ram_limit)  # kind, msg, retain
         self.wakeup = asyncio.Event()
 
     def _first_boot(self, boot: PersistentCounter, health: Health) -> int:
@@ -64,28 +64,26 @@ class Outbox:
             log.error("cannot persist the boot counter (%s); using time-derived epoch", exc)
             return boot.value
 
-    def topic(self, kind: str) -> str:
-        return f"{self.base_topic}/{kind}"
-
-    def seal(self, payload: bytes) -> bytes:
-        """Sign ``payload`` with the next cti; never reuses one."""
+    def seal(self, kind: str, payload: bytes) -> bytes:
+        """Sign ``payload`` as a message of ``kind`` with the next cti; never reuses one."""
         self.seq += 1
         if self.seq > 0xFFFFFFFF:  # a new boot epoch rather than wrap around
             self.boot = self.boot_counter.advance()
             self.seq = 1
         iat = int(self.clock.wall()) if self.clock.valid() else None
-        return self.signer.sign(payload, iat, cti_bytes(self.boot, self.seq))
+        return self.signer.sign(kind, payload, iat, cti_bytes(self.boot, self.seq))
 
-    def post(self, kind: str, payload: bytes, retain: bool = False) -> bytes:
-        """Seal, store durably, and wake the publisher. Returns the signed message."""
-        message = self.seal(payload)
-        topic = self.topic(kind)
+    def post(self, kind: str, payload: bytes) -> bytes:
+        """Seal, store durably, and wake the transport. Returns the signed message.
+        Whether it is retained is the kind's declaration (edge/messages.py)."""
+        retain = declared_kind(kind).retained
+        message = self.seal(kind, payload)
         try:
-            self.spool.put(topic, message, kind, retain)
+            self.spool.put(kind, message, retain)
         except sqlite3.Error as exc:
             if len(self.ram) == self.ram.maxlen:
                 self.health.count("ram_queue_dropped")
-            self.ram.append((topic, message, retain, kind))
+            self.ram.append((kind, message, retain))
             self.health.count("spool_write_errors")
             if self.health.raise_alarm("spool_unwritable", str(exc)):
                 log.error(

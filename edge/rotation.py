@@ -21,7 +21,7 @@ from pathlib import Path
 
 from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
 
-from edge import senml
+from edge import messages
 from edge.clock import Clock
 from edge.cose import Signer, cti_bytes, kid_for
 from edge.state import KEY_FILE, PUB_FILE, Identity, PersistentCounter, atomic_write, load_identity
@@ -43,17 +43,16 @@ def rotate(state_dir: Path, clock: Clock | None = None) -> Identity:
     new_pk, new_sk = crypto_sign_seed_keypair(seed)
     proof = crypto_sign(proof_message(old.pole_id, new_pk, old.kid), new_sk)[:64]
     bt = int(clock.wall()) if clock.valid() else 0
-    payload = senml.encode_pack(
-        [
-            [(senml.BN, old.pole_id + "/"), (senml.BT, bt), (0, "rotate/new_key"), (8, new_pk)],
-            [(0, "rotate/new_kid"), (8, kid_for(new_pk))],
-            [(0, "rotate/proof"), (8, proof)],
-        ]
+    payload = messages.pack(
+        messages.ROTATE,
+        old.pole_id,
+        bt,
+        [("rotate/new_key", new_pk), ("rotate/new_kid", kid_for(new_pk)), ("rotate/proof", proof)],
     )
     # A fresh boot epoch for this one message: its cti cannot collide with the daemon's.
     boot = PersistentCounter(state_dir / "boot_counter").advance()
     iat = int(clock.wall()) if clock.valid() else None
-    message = Signer(old.seed, old.pole_id).sign(payload, iat, cti_bytes(boot, 1))
+    message = Signer(old.seed, old.pole_id).sign("rotate", payload, iat, cti_bytes(boot, 1))
     atomic_write(state_dir / ANNOUNCEMENT, message, mode=0o644)
     new = Identity(old.pole_id, seed)
     atomic_write(state_dir / KEY_FILE, seed, mode=0o600)

@@ -7,9 +7,12 @@ output is byte-identical to ``cbor2.dumps`` of the equivalent list of dicts (a t
 checks). Record naming, documented in docs/wire-format.md:
 
     record 0:  bn = "<pole_id>/", bt = window end (POSIX s, or relative if the clock is
-               not valid), n = "window", u = "s", v = window length
+               not valid), n = "window", u = "s", v = seconds the window covers
     then per series:  n = "<sensor>/<field>/<stat>", u = unit, v = value,
                stat in mean | min | max | count (count has u = "count")
+
+The record names and units are those the message registry declares for data messages
+(edge/messages.py, DATA); the prefixes are built from its patterns.
 
 Portable to MicroPython.
 """
@@ -33,6 +36,7 @@ VB = 4
 S = 5
 T = 6
 UT = 7
+VD = 8
 
 CONTENT_TYPE = "application/senml+cbor"
 CONTENT_FORMAT = 112
@@ -125,13 +129,21 @@ class Series:
     __slots__ = ("key", "decimals", "p_mean", "p_min", "p_max", "p_count", "pack")
 
     def __init__(self, sensor, field, name, unit, resolution):
+        from edge.messages import DATA, FIELD_UNIT  # here: messages imports this module
+
         self.key = (sensor, field)
         self.decimals = _decimals(resolution)
-        base = sensor + "/" + name + "/"
-        self.p_mean = record_prefix(base + "mean", unit)
-        self.p_min = record_prefix(base + "min", unit)
-        self.p_max = record_prefix(base + "max", unit)
-        self.p_count = record_prefix(base + "count", "count")
+        p = {}
+        for rec in DATA.records:
+            if "<field>" in rec.name:
+                full = rec.name.replace("<sensor>", sensor).replace("<field>", name)
+                p[rec.name.rsplit("/", 1)[1]] = record_prefix(
+                    full, unit if rec.unit == FIELD_UNIT else rec.unit
+                )
+        self.p_mean = p["mean"]
+        self.p_min = p["min"]
+        self.p_max = p["max"]
+        self.p_count = p["count"]
         self.pack = _stats_packer(self.p_mean, self.p_min, self.p_max, self.p_count)
 
 
@@ -147,13 +159,16 @@ class WindowPackEncoder:
         self._first_tail += _LABEL_V
         self._uptime_prefix = record_prefix("uptime", "s")
 
-    def encode(self, window, base_time, uptime=None):
+    def encode(self, window, base_time, uptime=None, covered=None):
         """One pack: ``base_time`` is the window end (absolute, or 0 = "now" when the clock
         is not valid, in which case ``uptime`` (s since start) is added for later correction).
+        ``covered``: whole seconds the window covers, if less than its length (the first
+        window after a start, the last before a stop).
 
         Hot path (once per window per pole): locals only, one ``struct`` call per value.
-        Min and max are sample values already at the sensor's resolution; only the
-        mean is rounded to it, so no false precision leaves the pole.
+        Min and max are sample values; only the mean is rounded to the sensor's
+        resolution, so no false precision leaves the pole, and kept within [min, max]
+        (rounding, or float sums, could otherwise put it just outside).
         """
         enc_int = cbor.encode_int
         small = _SMALL_UINT
@@ -162,7 +177,7 @@ class WindowPackEncoder:
             self._first_head,
             encode_value(base_time),
             self._first_tail,
-            encode_value(window.length),
+            encode_value(window.length if covered is None else covered),
         ]
         append = chunks.append
         records = 1
@@ -179,17 +194,24 @@ class WindowPackEncoder:
                 records += 1
                 continue
             n = st.count
+            lo = st.lo
+            hi = st.hi
+            mean = _round(st.total / n, s.decimals)
+            if mean < lo:
+                mean = lo
+            elif mean > hi:
+                mean = hi
             append(
                 s.pack(
                     s.p_mean,
                     0xFB,
-                    _round(st.total / n, s.decimals),
+                    mean,
                     s.p_min,
                     0xFB,
-                    st.lo,
+                    lo,
                     s.p_max,
                     0xFB,
-                    st.hi,
+                    hi,
                     s.p_count,
                 )
             )

@@ -191,6 +191,8 @@ class SensorRunner:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 self.health.count(f"{self.name}.bad_type")
                 continue
+            if spec.scale != 1:
+                value = value * spec.scale
             if not spec.plausible(value):
                 self.health.count(f"{self.name}.implausible")
                 continue

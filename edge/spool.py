@@ -19,16 +19,27 @@ from edge.clock import VALID_AFTER
 
 log = logging.getLogger(__name__)
 
+# A transport-neutral queue: the kind (edge/messages.py), the signed message and whether
+# it is retained. Where it goes (an MQTT topic, a file) is the transport's decision.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: drain cursors rely on it
-    topic TEXT NOT NULL,
+    kind TEXT NOT NULL,
     payload BLOB NOT NULL,
     retain INTEGER NOT NULL DEFAULT 0,
-    kind TEXT NOT NULL,
     created REAL NOT NULL
 )
 """
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """A spool written by 0.1 (with an MQTT topic per row) becomes transport-neutral in
+    place: its messages are kept, with their ids, and still sent after the upgrade."""
+    columns = [r[1] for r in db.execute("PRAGMA table_info(spool)")]
+    if "topic" in columns:
+        with db:
+            db.execute("BEGIN")
+            db.execute("ALTER TABLE spool DROP COLUMN topic")
 
 
 class Spool:
@@ -62,6 +73,7 @@ class Spool:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self.synchronous}")
         db.execute(_SCHEMA)
+        _migrate(db)
         return db
 
     def _open(self) -> sqlite3.Connection:
@@ -108,13 +120,13 @@ class Spool:
     def _sum_bytes(self) -> int:
         return self.db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM spool").fetchone()[0]
 
-    def put(self, topic: str, payload: bytes, kind: str, retain: bool = False) -> int:
+    def put(self, kind: str, payload: bytes, retain: bool = False) -> int:
         """Store one message durably; returns its id. Raises ``sqlite3.Error`` on a full or
         read-only disk: the caller keeps the message in RAM and raises a health alarm."""
         try:
             cur = self.db.execute(
-                "INSERT INTO spool (topic, payload, retain, kind, created) VALUES (?, ?, ?, ?, ?)",
-                (topic, payload, int(retain), kind, self.clock()),
+                "INSERT INTO spool (kind, payload, retain, created) VALUES (?, ?, ?, ?)",
+                (kind, payload, int(retain), self.clock()),
             )
         except sqlite3.Error:
             self.write_errors += 1
@@ -155,18 +167,18 @@ class Spool:
         after_id: int = 0,
         upto_id: int | None = None,
         kind: str | None = None,
-    ) -> list[tuple[int, str, bytes, bool, str]]:
+    ) -> list[tuple[int, str, bytes, bool]]:
         """Oldest unsent messages with after_id < id <= upto_id.
 
-        Rows are (id, topic, payload, retain, kind).
+        Rows are (id, kind, payload, retain).
         """
         rows = self.db.execute(
-            "SELECT id, topic, payload, retain, kind FROM spool WHERE id > ? AND id <= ? "
+            "SELECT id, kind, payload, retain FROM spool WHERE id > ? AND id <= ? "
             "AND (? IS NULL OR kind = ?) ORDER BY id LIMIT ?",
             (after_id, upto_id if upto_id is not None else 2**62, kind, kind, limit),
         ).fetchall()
         acked = self._acked
-        return [(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows if r[0] not in acked]
+        return [(r[0], r[1], r[2], bool(r[3])) for r in rows if r[0] not in acked]
 
     def ack(self, *msg_ids: int) -> None:
         """The broker acknowledged these: forget them, in one transaction (one fsync).

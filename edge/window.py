@@ -39,16 +39,26 @@ def window_start(now, length, offset=0):
 
 
 class Window:
-    """Statistics for a set of series keyed by (sensor, field), over one aligned window."""
+    """Statistics for a set of series keyed by (sensor, field), over one aligned window.
 
-    def __init__(self, start, length):
+    ``opened``: when collecting began, if after ``start`` (the first window after the
+    daemon starts), so the window can say how much of its length it really covers."""
+
+    def __init__(self, start, length, opened=None):
         self.start = start
         self.length = length
+        self.opened = start if opened is None or opened < start else opened
         self.series = {}
 
     @property
     def end(self):
         return self.start + self.length
+
+    def covered(self, until=None):
+        """Whole seconds from ``opened`` to ``until`` (default: the window's end)."""
+        end = self.end if until is None or until > self.end else until
+        span = end - self.opened
+        return int(span + 0.5) if span > 0 else 0
 
     def add(self, key, value):
         stat = self.series.get(key)

@@ -72,8 +72,8 @@ class Rig:
         conf = desc.conformance
         self.values = dict(
             conf.get("source")
-            or {
-                k: (f.min + f.max) / 2
+            or {  # in the driver's unit: the descriptor's range divided by its scale
+                k: (f.min + f.max) / 2 / f.scale
                 for k, f in desc.fields.items()
                 if f.min is not None and f.max is not None
             }
@@ -155,8 +155,8 @@ def _warm_up(rig: Rig) -> int:
 def check_reads(rig: Rig) -> tuple[str, str]:
     rig.step(_warm_up(rig))
     means = rig.means()
-    expect = rig.desc.conformance.get("expect") or {
-        k: [v, max(2 * rig.desc.fields[k].resolution, 1e-6)]
+    expect = rig.desc.conformance.get("expect") or {  # published = driver value x scale
+        k: [v * rig.desc.fields[k].scale, max(2 * rig.desc.fields[k].resolution, 1e-6)]
         for k, v in rig.values.items()
         if k in rig.desc.fields and k in means or k in rig.desc.fields
     }

@@ -61,9 +61,14 @@ class SimPole:
         pty_tick: float = 0.05,
         spool_synchronous: str = "FULL",
         config_overrides: dict | None = None,
+        probe_legal_basis: str = "",
+        only: set[str] | None = None,
     ) -> None:
         """``config_overrides``: keys merged into the pole's config (``mqtt`` is merged
-        key by key), e.g. what provisioning wrote: credentials, location, board."""
+        key by key), e.g. what provisioning wrote: credentials, location, board.
+        ``probe_legal_basis``: also run the Wi-Fi probe sniffer (full set only), which a
+        pole does only with a stated legal basis (docs/privacy.md); off by default.
+        ``only``: keep just these sensor models of the set (the simulators still run)."""
         self.pole_id = pole_id
         self.world = world
         self.identity = ensure_identity(state_dir, pole_id)
@@ -100,11 +105,11 @@ class SimPole:
             self.ld2450 = LD2450Sim(self.street)
             self.phones = crowd(25, seed=zlib.crc32(pole_id.encode()))
             self.sniffer = ProbeSnifferSim(lambda: self.phones)
-            for model, dev in (
-                ("pms5003", self.pms5003),
-                ("ld2450", self.ld2450),
-                ("probe_sniffer", self.sniffer),
-            ):
+            serial = [("pms5003", self.pms5003), ("ld2450", self.ld2450)]
+            if probe_legal_basis:
+                serial.append(("probe_sniffer", self.sniffer))
+                extra["privacy"] = {"legal_basis": probe_legal_basis}
+            for model, dev in serial:
                 port = PtySerial(dev, tick=pty_tick)
                 self.ptys.append(port)
                 sensor_cfg.append({"model": model, "port": port.path})
@@ -113,6 +118,10 @@ class SimPole:
                 "nominal_current": world.nominal_current,
                 "debounce_s": 2.0,
             }
+        if only is not None:
+            sensor_cfg = [c for c in sensor_cfg if c["model"] in only]
+            if "lamp" in extra and "ina219" not in only:
+                del extra["lamp"]
         cfg: dict = {
             "pole_id": pole_id,
             "state_dir": str(state_dir),
@@ -126,6 +135,7 @@ class SimPole:
         }
         for key, value in (config_overrides or {}).items():
             cfg[key] = {**cfg[key], **value} if key == "mqtt" else value
+        self.config_dict = cfg  # what the pole was configured with, e.g. for an audit
         self.config = PoleConfig(cfg)
         commanded = getattr(world, "lamp_commanded", None)
         self.pole = Pole(

@@ -623,13 +623,13 @@ async def heat_wave(work: Path, broker: str, control: bool = False) -> list[Row]
 
 @scenario("crowd", "a cycling race passes poles 1-2: their bicycle bins rise, pole 3's do not")
 async def crowd(work: Path, broker: str, control: bool = False) -> list[Row]:
-    """Counts leave only as privacy bins (clock-aligned, min 60 s, small counts as "<k").
+    """Counts leave only as privacy bins (clock-aligned, min 60 s, small counts suppressed).
     At 20x a 60 s bin lasts 3 real seconds; k = 3 so a short run can see numbers. One
     quiet bin (11:00-11:01), then the peloton (six riders a second) for two bins."""
     k, w = 3, 60
     d = "2026-05-17"
     race = local_epoch(d, "11:01")
-    clock = SimClock(race - 70, rate=20)
+    clock = SimClock(race - 130, rate=20)  # the first bin (merged if short) ends by 11:01
     privacy = {"bin_s": w, "k": k, "round_to": 1}
     st = Stage(
         work, broker, 3, window_s=w, clock=clock, overrides={"privacy": privacy}, health_s=10 * w
@@ -646,7 +646,10 @@ async def crowd(work: Path, broker: str, control: bool = False) -> list[Row]:
     end = race + 2 * w
 
     def bins(p: int) -> list[tuple[float, object]]:
-        return sorted(st.series(p, "/ld2450/bicycles/count", kind="counts"))
+        """(bin end, published value): a suppressed bin shows as "<k"."""
+        counts = dict(st.series(p, "/ld2450/bicycles/count", kind="counts"))
+        hidden = dict(st.series(p, "/ld2450/bicycles/suppressed", kind="counts"))
+        return sorted((t, f"<{k}" if hidden.get(t) else v) for t, v in counts.items())
 
     await clock.until(end)
     await st.until(lambda: all(any(t >= end for t, _ in bins(p)) for p in range(3)), 5)
@@ -677,18 +680,26 @@ async def crowd(work: Path, broker: str, control: bool = False) -> list[Row]:
         for s in st.accepted(p, "data"):
             leaks += [r.name for r in s.v.records if "/ld2450/" in r.name]
         for s in st.accepted(p, "counts"):
+            hidden = {
+                r.name[: -len("suppressed")]: r.value
+                for r in s.v.records
+                if r.name.endswith("/suppressed")
+            }
             for r in s.v.records:
-                if r.name.endswith("/bin") and r.value != w:
+                # A bin covers w seconds; the first after a start may cover up to w + 60
+                # (a short first bin is merged into the next, never published alone).
+                if r.name.endswith("/bin") and not w <= r.value <= w + 60:
                     shapes.append(f"bin of {r.value} s")
                 elif r.name.endswith("/count") and not (
-                    r.value == f"<{k}" or (isinstance(r.value, int) and r.value >= k)
+                    isinstance(r.value, int)
+                    and (r.value >= k or (r.value == 0 and hidden.get(r.name[: -len("count")])))
                 ):
-                    shapes.append(f"{r.name.split('/', 1)[1]} = {r.value!r}")
+                    shapes.append(f"{r.name.split('/', 1)[1]} = {r.value}")
     n_bins = sum(len(st.accepted(p, "counts")) for p in range(3))
     rows.append(
         Row(
             "crowd",
-            f'counts leave only as {w} s bins of "<{k}" or >= {k}; none in a data window',
+            f"counts leave only as {w} s bins, each >= {k} or suppressed; none in a data window",
             f"{n_bins} bins, {len(shapes)} malformed, {len(leaks)} counts in data windows",
             n_bins > 0 and not shapes and not leaks,
         )

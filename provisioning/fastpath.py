@@ -138,6 +138,10 @@ _FLOAT_CODES = {25: "e", 26: "f", 27: "d"}
 # cbor2 keeps a half float NaN's payload bits and ``struct`` does not (a test checks
 # every half float; single floats agree, but NaNs are rare enough to not take chances).
 _PLAIN, _SMALL_UINT, _SMALL_NINT, _BOOL, _WIDE_NINT, _NARROW_FLOAT = 0, 10, 11, 12, 13, 14
+# A wide integer slot must keep its head minimal (deterministic encoding, as the full
+# path's decoder requires): a 1-byte argument holds 24 or more, 2 bytes 256 or more, ...
+_WIDE_UINT = 15
+_WIDE_MIN = {24: 24, 25: 0x100, 26: 0x10000, 27: 0x100000000}
 
 
 class Template:
@@ -202,7 +206,7 @@ def _learn(data: bytes, recs: list[Record]) -> Template | None:
         if major in (0, 1) and ai < 24:
             slots.append((start, end, "B", _SMALL_UINT if major == 0 else _SMALL_NINT))
         elif major in (0, 1):
-            kind = _PLAIN if major == 0 else _WIDE_NINT
+            kind = (_WIDE_UINT if major == 0 else _WIDE_NINT, _WIDE_MIN[ai])
             slots.append((start + 1, head_end, _UINT_CODES[ai], kind))  # after the initial byte
         elif major == 7 and ai in (20, 21):
             slots.append((start, end, "B", _BOOL))
@@ -365,7 +369,12 @@ def match(t: Template, data: bytes) -> tuple | None:
     values = list(parts[1:-1:2])
     for i, kind in t.checks:  # one-byte items must stay the same kind of item
         b = values[i]
-        if kind == _SMALL_UINT:
+        if kind.__class__ is tuple:  # a wide integer: minimal head, then its value
+            if b < kind[1]:
+                return None
+            if kind[0] == _WIDE_NINT:
+                values[i] = -1 - b
+        elif kind == _SMALL_UINT:
             if b >= 24:
                 return None
         elif kind == _SMALL_NINT:
@@ -379,8 +388,6 @@ def match(t: Template, data: bytes) -> tuple | None:
                 values[i] = False
             else:
                 return None
-        elif kind == _WIDE_NINT:
-            values[i] = -1 - b
         elif b != b:  # _NARROW_FLOAT holding a NaN
             return None
     p0, p1 = t.prot

@@ -18,16 +18,16 @@ bdSeq matches the pole's last birth.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable
 
-import cbor2
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
+from edge import cbor, cbordecode, messages, names
+from edge.cbor import Tag
 from edge.rotation import proof_message
 from provisioning import fastpath, senml_decode
 from provisioning.trustlist import KeyRecord, TrustList
@@ -35,7 +35,13 @@ from provisioning.trustlist import KeyRecord, TrustList
 log = logging.getLogger(__name__)
 
 ACCEPTED_ALGS = (-8, -19)
-KINDS = ("data", "counts", "health", "birth", "death", "rotate", "manifest")
+KINDS = tuple(messages.BY_NAME)
+# Kinds verified through learned templates: the frequent ones. Birth, death, manifest
+# and rotation are rare, and birth/death need their records for the bdSeq rule.
+TEMPLATED = ("data", "counts", "health")
+MAX_HEADER = 512  # bytes of protected header: ours is about 80
+_HEADER_LABELS = frozenset((1, 3, 4, 15, 16))  # alg, content type, kid, CWT claims, typ
+_SIG1_PREFIX = cbor.encode_text("Signature1").join((b"\x84", b""))
 
 
 class Verdict:
@@ -43,7 +49,18 @@ class Verdict:
     first access from the values already unpacked and checked: deciding does not need
     Python objects per record, and many consumers (counters, forwarding) never read them."""
 
-    __slots__ = ("status", "reason", "pole_id", "kind", "cti", "_records", "iat", "_lazy")
+    __slots__ = (
+        "status",
+        "reason",
+        "pole_id",
+        "kind",
+        "cti",
+        "_records",
+        "iat",
+        "_lazy",
+        "kid",
+        "floor",
+    )
 
     def __init__(
         self,
@@ -55,7 +72,10 @@ class Verdict:
         records: list | None = None,
         iat: int | None = None,
         lazy: tuple | None = None,
+        kid: bytes = b"",
     ) -> None:
+        self.kid = kid
+        self.floor = -1  # the key's replay floor after this message (stored with it)
         self.status = status
         self.reason = reason
         self.pole_id = pole_id
@@ -93,11 +113,14 @@ class _Reject(Exception):
 class _KeyState:
     __slots__ = ("seen", "order", "floor", "bdseq")
 
-    def __init__(self) -> None:
-        self.seen: set[int] = set()
-        self.order: deque[int] = deque()
-        self.floor = -1
+    def __init__(self, order: list[int] | None = None, floor: int = -1) -> None:
+        self.order: deque[int] = deque(order or ())
+        self.seen: set[int] = set(self.order)
+        self.floor = floor
         self.bdseq: int | None = None
+
+
+History = Callable[[bytes, int], tuple[list[int], int]]
 
 
 class Verifier:
@@ -111,10 +134,17 @@ class Verifier:
         clock=time.time,
         trust: TrustList | None = None,
         fast: bool = True,
+        history: History | None = None,
     ) -> None:
         """``fast``: verify data and count packs through per-topic templates learned from
-        accepted messages (provisioning/fastpath.py); False: always the full path."""
-        self.keys = keys
+        accepted messages (provisioning/fastpath.py); False: always the full path.
+        ``history(kid, window)``: the replay state of a key from a store, as (the last
+        ``window`` ctis in arrival order, the highest cti before them), so a restarted
+        verifier still knows an old message for a replay (provisioning/receiver.py)."""
+        self.history = history
+        self.keys: dict[bytes, KeyRecord] = {}
+        self.poles: set[str] = set()  # poles with a key (active or not): others cost nothing
+        self.set_keys(keys)
         self.trust = trust
         self.topic_prefix = topic_prefix
         self.max_size = max_size
@@ -126,6 +156,12 @@ class Verifier:
         self.fast = fast
         self.templates: dict[str, list[fastpath.Template]] = {}
         self.fast_hits = 0
+
+    def set_keys(self, keys: dict[bytes, KeyRecord]) -> None:
+        """Take a new set of keys (a reloaded trust list): revocations and new poles count
+        from the next message on. Replay state is kept: it is per key, not per list."""
+        self.keys = keys
+        self.poles = {k.pole_id for k in keys.values()}
 
     def check(self, topic: str, payload: bytes) -> Verdict:
         try:
@@ -154,7 +190,7 @@ class Verifier:
                             return v
                         break
             v = self._check_full(topic, payload)
-            if v.accepted and v.kind in ("data", "counts"):
+            if v.accepted and v.kind in TEMPLATED:
                 self._learn(topic, payload, v)
             return v
         return self._check_full(topic, payload)
@@ -182,98 +218,128 @@ class Verifier:
         except BadSignatureError:
             raise _Reject("signature: does not verify") from None
         iat = values[t.iat_slot] if t.iat_slot is not None else None
-        if (
-            iat is not None
-            and self.max_skew_s is not None
-            and abs(iat - self.clock()) > self.max_skew_s
-        ):
-            raise _Reject(f"iat: {iat} outside the allowed skew of {self.max_skew_s}s")
+        self._check_iat(t.kind, iat)
         cti = int.from_bytes(values[t.cti_slot], "big")
         self.fast_hits += 1
         return self._admit(key, t.kid, t.kind, cti, None, iat, (t, values))
 
-    def _check_full(self, topic: str, payload: bytes) -> Verdict:
+    def _topic(self, topic: str) -> tuple[str, str]:
+        """(pole id, kind) of ``<prefix>/<pole>/<kind>``, names checked by the one rule."""
         parts = topic.split("/")
-        if len(parts) != 3 or parts[0] != self.topic_prefix or parts[2] not in KINDS:
+        if (
+            len(parts) != 3
+            or parts[0] != self.topic_prefix
+            or parts[2] not in messages.BY_NAME
+            or not names.is_id(parts[1])
+        ):
             raise _Reject(f"topic: not {self.topic_prefix}/<pole>/<kind>")
-        topic_pole, kind = parts[1], parts[2]
+        return parts[1], parts[2]
+
+    def _check_full(self, topic: str, payload: bytes) -> Verdict:
+        topic_pole, kind = self._topic(topic)
+        if topic_pole not in self.poles:  # before any decoding: strangers cost nothing
+            raise _Reject(f"pole: no key registered for pole {topic_pole}")
         if len(payload) > self.max_size:
             raise _Reject(f"size: {len(payload)} bytes over the {self.max_size} limit")
         try:
-            msg = strict_loads(payload)
-        except Exception as exc:
-            raise _Reject(f"cbor: {type(exc).__name__}") from None
-        if not isinstance(msg, cbor2.CBORTag) or msg.tag != 18:
+            msg = cbordecode.loads(payload, tags=(18,), max_depth=3, max_size=self.max_size)
+        except cbordecode.DecodeError as exc:
+            raise _Reject(f"cbor: {exc}") from None
+        if not isinstance(msg, Tag) or msg.tag != 18:
             raise _Reject("cose: not a tagged COSE_Sign1 (tag 18)")
         body = msg.value
-        if not isinstance(body, (list, tuple)) or len(body) != 4:
+        if not isinstance(body, list) or len(body) != 4:
             raise _Reject("cose: COSE_Sign1 is an array of 4")
         prot_raw, unprot, content, sig = body
         if not (
             isinstance(prot_raw, bytes)
-            and isinstance(unprot, Mapping)
+            and isinstance(unprot, dict)
             and isinstance(content, bytes)
             and isinstance(sig, bytes)
         ):
             raise _Reject("cose: wrong element types")
         if len(sig) != 64:
             raise _Reject("cose: signature is not 64 bytes")
+        if unprot:
+            raise _Reject("cose: unprotected header must be empty (nothing there is signed)")
         try:
-            prot = strict_loads(prot_raw) if prot_raw else {}
-        except Exception:
-            raise _Reject("cose: protected header is not CBOR") from None
-        if not isinstance(prot, Mapping):
+            prot = cbordecode.loads(prot_raw, max_depth=2, max_size=MAX_HEADER)
+        except cbordecode.DecodeError as exc:
+            raise _Reject(f"cose: protected header: {exc}") from None
+        if not isinstance(prot, dict):
             raise _Reject("cose: protected header is not a map")
         if 2 in prot:
             raise _Reject("cose: critical headers not supported")
+        if not set(prot) <= _HEADER_LABELS:
+            raise _Reject("cose: unexpected protected header label")
         alg = prot.get(1)
         if alg not in ACCEPTED_ALGS or isinstance(alg, bool):
-            raise _Reject(f"alg: {alg!r} is not EdDSA")
-        if 1 in unprot or 4 in unprot or 15 in unprot:
-            raise _Reject("cose: security headers must be protected")
+            raise _Reject(f"alg: {names.describe(alg)} is not EdDSA")
+        typ = prot.get(16)
+        signed_kind = messages.BY_TYP.get(typ) if isinstance(typ, str) else None
+        if signed_kind is None:
+            raise _Reject("typ: no message kind in the protected header")
+        if signed_kind.name != kind:
+            raise _Reject(f"typ: signed as {signed_kind.name}, published as {kind}")
+        if prot.get(3, 112) != 112:
+            raise _Reject("cose: content type is not application/senml+cbor (112)")
         kid = prot.get(4)
-        if not isinstance(kid, bytes):
+        if not isinstance(kid, bytes) or len(kid) != 8:
             raise _Reject("kid: missing from the protected header")
         key = self.keys.get(kid)
         if key is None:
-            raise _Reject(f"kid: unknown key {kid.hex()[:32]}")
+            raise _Reject(f"kid: unknown key {kid.hex()}")
         if not key.active:
             raise _Reject(f"kid: key {kid.hex()} of pole {key.pole_id} is revoked")
-        tbs = cbor2.dumps(["Signature1", prot_raw, b"", content])
+        if topic_pole != key.pole_id:
+            raise _Reject(f"iss: topic names pole {topic_pole}, key belongs to {key.pole_id}")
+        tbs = b"".join(
+            (
+                _SIG1_PREFIX,
+                _bstr_head(len(prot_raw)),
+                prot_raw,
+                b"\x40",
+                _bstr_head(len(content)),
+                content,
+            )
+        )
         try:
             crypto_sign_open(sig + tbs, key.public_key)
         except BadSignatureError:
             raise _Reject("signature: does not verify") from None
         claims = prot.get(15)
-        if not isinstance(claims, Mapping):
-            raise _Reject("claims: no CWT claims in the protected header")
+        if not isinstance(claims, dict) or not set(claims) <= {1, 6, 7}:
+            raise _Reject("claims: CWT claims (iss, iat, cti) missing or unexpected")
         iss, iat, cti_raw = claims.get(1), claims.get(6), claims.get(7)
         if iss != key.pole_id:
-            raise _Reject(f"iss: {str(iss)[:64]!r} is not the key's pole {key.pole_id}")
-        if topic_pole != key.pole_id:
-            raise _Reject(
-                f"iss: topic names pole {topic_pole[:64]!r}, key belongs to {key.pole_id}"
-            )
+            raise _Reject(f"iss: {names.describe(iss)} is not the key's pole {key.pole_id}")
         if not isinstance(cti_raw, bytes) or len(cti_raw) != 8:
             raise _Reject("cti: not an 8-byte counter")
         # No iat is honest: the pole had no valid clock (its pack then uses relative time).
         if iat is not None and (not isinstance(iat, int) or isinstance(iat, bool)):
             raise _Reject("iat: not an integer")
-        if (
-            iat is not None
-            and self.max_skew_s is not None
-            and abs(iat - self.clock()) > self.max_skew_s
-        ):
-            raise _Reject(f"iat: {iat} outside the allowed skew of {self.max_skew_s}s")
+        self._check_iat(kind, iat)
         try:
-            pack = strict_loads(content)
+            pack = cbordecode.loads(content, max_depth=2, max_size=self.max_size)
             records = senml_decode.resolve(pack)
+        except cbordecode.DecodeError as exc:
+            raise _Reject(f"senml: payload is not CBOR ({exc})") from None
         except senml_decode.SenMLError as exc:
             raise _Reject(f"senml: {exc}") from None
-        except Exception as exc:
-            raise _Reject(f"senml: payload is not CBOR ({type(exc).__name__})") from None
+        problem = _kind_rules(signed_kind, key.pole_id, records)
+        if problem:
+            raise _Reject(problem)
         cti = int.from_bytes(cti_raw, "big")
         return self._admit(key, kid, kind, cti, records, iat)
+
+    def _check_iat(self, kind: str, iat: int | None) -> None:
+        """A death is sealed when its session starts (it is the MQTT will), so its iat
+        may be as old as the session; it must still not come from the future."""
+        if iat is None or self.max_skew_s is None:
+            return
+        now = self.clock()
+        if iat - now > self.max_skew_s or (kind != "death" and now - iat > self.max_skew_s):
+            raise _Reject(f"iat: {iat} outside the allowed skew of {self.max_skew_s}s")
 
     def _admit(
         self,
@@ -289,9 +355,13 @@ class Verifier:
         None with ``lazy`` only for data and count packs, which need no record here)."""
         st = self.state.get(kid)
         if st is None:
-            st = self.state[kid] = _KeyState()
+            st = self.state[kid] = (
+                _KeyState(*self.history(kid, self.window)) if (self.history) else _KeyState()
+            )
         if cti in st.seen:
-            return Verdict("duplicate", "already seen", key.pole_id, kind, cti, records, iat, lazy)
+            return Verdict(
+                "duplicate", "already seen", key.pole_id, kind, cti, records, iat, lazy, kid
+            )
         bdseq = _bdseq(records or []) if kind in ("birth", "death") else None
         if cti <= st.floor and not (kind == "death" and bdseq is not None and bdseq == st.bdseq):
             raise _Reject(f"replay: cti {cti:#x} at or below the window floor {st.floor:#x}")
@@ -305,7 +375,9 @@ class Verifier:
             st.floor = max(st.floor, old)
         if kind == "birth" and bdseq is not None:
             st.bdseq = bdseq
-        return Verdict("accepted", "", key.pole_id, kind, cti, records, iat, lazy)
+        v = Verdict("accepted", "", key.pole_id, kind, cti, records, iat, lazy, kid)
+        v.floor = st.floor
+        return v
 
     def _rotate(self, old: KeyRecord, records: list) -> None:
         """Accept a pole's new key, announced under its current key with proof of possession."""
@@ -323,18 +395,41 @@ class Verifier:
             raise _Reject("rotate: key already belongs to another pole")
         if existing is None:
             self.keys[rec.kid] = rec
+            self.poles.add(rec.pole_id)
             if self.trust is not None:
                 self.trust.add(old.pole_id, new_key, note=f"rotated from {old.kid.hex()}")
             log.info("pole %s rotated to key %s", old.pole_id, rec.kid.hex())
 
 
-def strict_loads(data: bytes) -> object:
-    """Decode exactly one CBOR item; trailing bytes are an error (cbor2.loads ignores them)."""
-    fp = io.BytesIO(data)
-    item = cbor2.CBORDecoder(fp).decode()
-    if fp.tell() != len(data):
-        raise ValueError(f"{len(data) - fp.tell()} trailing bytes")
-    return item
+def _bstr_head(n: int) -> bytes:
+    return cbor.head(2, n)
+
+
+def _kind_rules(k: messages.Kind, pole_id: str, records: list) -> str:
+    """The registry's rules for a kind: every record under the pole's own base name,
+    declared by the kind, with a value of the declared kind. "" when all hold."""
+    base = pole_id + "/"
+    for i, r in enumerate(records):
+        if not r.name.startswith(base):
+            return f"senml: record {i} is outside the pole's base name {base}"
+        spec = k.spec(r.name[len(base) :])
+        if spec is None:
+            return f"kind: record {i} is not declared for {k.name} messages"
+        v = r.value
+        want = spec.value
+        if want == messages.BOOL:
+            ok = isinstance(v, bool)
+        elif want == messages.TEXT:
+            ok = isinstance(v, str)
+        elif want == messages.BYTES:
+            ok = isinstance(v, bytes)
+        elif want == messages.INT:
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        else:  # FLOAT, NUMBER: a number; an integral float may have been sent as an int
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if not ok:
+            return f"kind: record {i} of a {k.name} message must be {want}"
+    return ""
 
 
 def _bdseq(records: list) -> int | None:

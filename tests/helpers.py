@@ -21,14 +21,44 @@ def keys_for(*signers: Signer, status: str = "active") -> dict:
 
 def data_payload(pole_id: str = "nl-ex-0001", value: float = 21.5) -> bytes:
     return senml.encode_pack(
-        [[(senml.BN, pole_id + "/"), (senml.BT, NOW), (0, "t/mean"), (1, "Cel"), (2, value)]]
+        [
+            [
+                (senml.BN, pole_id + "/"),
+                (senml.BT, NOW),
+                (0, "bme280/temperature/mean"),
+                (1, "Cel"),
+                (2, value),
+            ]
+        ]
     )
 
 
+def kind_payload(kind: str, pole_id: str = "nl-ex-0001") -> bytes:
+    """A small, declared pack of ``kind`` (edge/messages.py)."""
+    from edge import messages
+
+    items = {
+        "birth": [("bdSeq", 7)],
+        "death": [("bdSeq", 7)],
+        "health": [("time/valid", True)],
+        "counts": [("bin", 900)],
+        "manifest": [("privacy/k", 10)],
+    }
+    if kind == "data":
+        return data_payload(pole_id)
+    return messages.pack(messages.kind(kind), pole_id, NOW, items[kind])
+
+
 def message(
-    s: Signer, seq: int, boot: int = 1, payload: bytes | None = None, iat: int = NOW
+    s: Signer,
+    seq: int,
+    boot: int = 1,
+    payload: bytes | None = None,
+    iat: int = NOW,
+    kind: str = "data",
 ) -> bytes:
-    return s.sign(payload or data_payload(s.pole_id), iat, cti_bytes(boot, seq))
+    payload = payload or kind_payload(kind, s.pole_id)
+    return s.sign(kind, payload, iat, cti_bytes(boot, seq))
 
 
 def topic(s: Signer, kind: str = "data") -> str:

@@ -38,6 +38,7 @@ class Harness:
         world=None,
         state_root: Path | None = None,
         sensors: str = "basic",
+        **pole_options: object,
     ) -> None:
         # A topic prefix of its own: retained births of other tests on a shared broker
         # are not this harness's business.
@@ -57,6 +58,7 @@ class Harness:
                 health_s=2,
                 topic_prefix=self.prefix,
                 sensors=sensors,
+                **pole_options,
             )
             trust.add(pid, sp.identity.public_key)
             self.poles.append(sp)

@@ -9,7 +9,7 @@ from tests.helpers import NOW, data_payload, signer
 
 def test_structure_and_protected_header():
     s = signer("nl-ex-0007")
-    msg = s.sign(data_payload("nl-ex-0007"), NOW, cti_bytes(3, 9))
+    msg = s.sign("data", data_payload("nl-ex-0007"), NOW, cti_bytes(3, 9))
     tag = cbor2.loads(msg)
     assert tag.tag == 18
     prot_raw, unprot, payload, sig = tag.value
@@ -25,7 +25,7 @@ def test_structure_and_protected_header():
 
 def test_sig_structure_matches_cbor2():
     s = signer()
-    prot = s.protected(NOW, cti_bytes(1, 1))
+    prot = s.protected("data", NOW, cti_bytes(1, 1))
     payload = b"x" * 300
     assert s.sig_structure(prot, payload) == cbor2.dumps(["Signature1", prot, b"", payload])
 

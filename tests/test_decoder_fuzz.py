@@ -41,7 +41,9 @@ def test_resolve_either_resolves_or_says_why(pack):
 @given(packs)
 def test_signed_garbage_senml_never_crashes_the_verifier(pack):
     ver = Verifier(keys_for(S))
-    v = ver.check(f"poles/{S.pole_id}/data", S.sign(cbor2.dumps(pack), NOW, cti_bytes(1, 1)))
+    v = ver.check(
+        f"poles/{S.pole_id}/data", S.sign("data", cbor2.dumps(pack), NOW, cti_bytes(1, 1))
+    )
     assert v.status in ("accepted", "rejected")
     if v.status == "rejected":
         assert v.reason.startswith("senml"), v.reason

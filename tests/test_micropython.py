@@ -161,7 +161,7 @@ def _sweep(rig: Rig, i: int) -> None:
         numeric = k in rig.values and isinstance(rig.values[k], (int, float))
         if numeric and f.min is not None and f.max is not None:
             frac = 0.2 + 0.6 * ((i * 37) % 101) / 100
-            rig.values[k] = f.min + (f.max - f.min) * frac
+            rig.values[k] = (f.min + (f.max - f.min) * frac) / f.scale  # the driver's unit
 
 
 def transcript(model: str) -> dict:
@@ -561,7 +561,8 @@ def _reference_pack(case) -> list:
             recs.append({0: base + "count", 1: "count", 2: 0})
             continue
         decimals = senml.Series(sensor, field, name, unit, res).decimals
-        recs.append({0: base + "mean", 1: unit, 2: round(s.total / s.count, decimals)})
+        mean = min(max(round(s.total / s.count, decimals), s.lo), s.hi)  # within [min, max]
+        recs.append({0: base + "mean", 1: unit, 2: float(mean)})
         recs.append({0: base + "min", 1: unit, 2: float(s.lo)})
         recs.append({0: base + "max", 1: unit, 2: float(s.hi)})
         recs.append({0: base + "count", 1: "count", 2: s.count})

@@ -73,6 +73,6 @@ def test_personal_fields_never_reach_the_window():
         runner.poll_once()
     assert window.series == {}  # personal and count fields are not aggregated here
     assert health.counters["gate_dropped_fields"] >= 20
-    text = repr(health.counters) + repr(health.alarms) + repr(health.records())
+    text = repr(health.counters) + repr(health.alarms) + repr(health.items())
     for mac, _ssid in people:
         assert mac.hex() not in text and ":".join(f"{b:02x}" for b in mac) not in text

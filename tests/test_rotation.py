@@ -23,7 +23,7 @@ def test_rotation_announced_and_accepted(tmp_path):
     assert new.public_key != old.public_key
     assert load_identity(tmp_path / "pole").kid == new.kid
     announcement = (tmp_path / "pole" / ANNOUNCEMENT).read_bytes()
-    msg_new = Signer(new.seed, "nl-ex-0001").sign(data_payload(), NOW, cti_bytes(9, 1))
+    msg_new = Signer(new.seed, "nl-ex-0001").sign("data", data_payload(), NOW, cti_bytes(9, 1))
     assert ver.check("poles/nl-ex-0001/data", msg_new).reason.startswith("kid")
     v = ver.check("poles/nl-ex-0001/rotate", announcement)
     assert v.accepted, v
@@ -42,7 +42,7 @@ def test_announcement_without_proof_of_possession_is_rejected(tmp_path):
             [(0, "rotate/proof"), (8, b"\x00" * 64)],
         ]
     )
-    forged = Signer(old.seed, "nl-ex-0001").sign(payload, NOW, cti_bytes(1, 1))
+    forged = Signer(old.seed, "nl-ex-0001").sign("rotate", payload, NOW, cti_bytes(1, 1))
     v = ver.check("poles/nl-ex-0001/rotate", forged)
     assert v.status == "rejected" and v.reason.startswith("rotate"), v
     assert stranger.kid not in ver.keys

@@ -46,7 +46,7 @@ def test_without_its_fault_a_scenario_fails_its_expectation(mosquitto, tmp_path)
 
 def _pack(pole_id: str, value: float) -> bytes:
     base = [(senml.BN, pole_id + "/"), (senml.BT, 1_790_000_000)]
-    return senml.encode_pack([[*base, (0, "x"), (2, value)]])
+    return senml.encode_pack([[*base, (0, "window"), (1, "s"), (2, int(value))]])
 
 
 def test_integrity_row_fails_on_a_reused_cti_or_an_unknown_key(tmp_path):
@@ -62,17 +62,17 @@ def test_integrity_row_fails_on_a_reused_cti_or_an_unknown_key(tmp_path):
     def deliver(payload: bytes) -> None:
         st._on(topic, st._check(topic, payload))
 
-    deliver(signer.sign(_pack(pid, 1.0), None, cti_bytes(7, 1)))
-    deliver(signer.sign(_pack(pid, 1.0), None, cti_bytes(7, 1)))  # a QoS 1 redelivery
+    deliver(signer.sign("data", _pack(pid, 1.0), None, cti_bytes(7, 1)))
+    deliver(signer.sign("data", _pack(pid, 1.0), None, cti_bytes(7, 1)))  # a QoS 1 redelivery
     assert st.integrity("t").ok, st.integrity("t")
-    deliver(signer.sign(_pack(pid, 2.0), None, cti_bytes(7, 1)))  # same cti, new content
+    deliver(signer.sign("data", _pack(pid, 2.0), None, cti_bytes(7, 1)))  # same cti, new content
     row = st.integrity("t")
     assert not row.ok and "1 ctis reused" in row.observed
 
     st.seen.clear()
     stranger = create_identity(tmp_path / "stranger", pid)  # right name, unregistered key
-    deliver(Signer(stranger.seed, pid).sign(_pack(pid, 3.0), None, cti_bytes(8, 1)))
-    deliver(signer.sign(_pack(pid, 4.0), None, cti_bytes(9, 1)))
+    deliver(Signer(stranger.seed, pid).sign("data", _pack(pid, 3.0), None, cti_bytes(8, 1)))
+    deliver(signer.sign("data", _pack(pid, 4.0), None, cti_bytes(9, 1)))
     row = st.integrity("t")
     assert not row.ok and "1 rejected (kid: unknown key" in row.observed
 

@@ -27,7 +27,8 @@ def reference(pole, window, bt):
         if st_ is None:
             recs.append({0: base + "count", 1: "count", 2: 0})
             continue
-        recs.append({0: base + "mean", 1: unit, 2: round(st_.total / st_.count, s.decimals)})
+        mean = min(max(round(st_.total / st_.count, s.decimals), st_.lo), st_.hi)  # in [min, max]
+        recs.append({0: base + "mean", 1: unit, 2: float(mean)})
         recs.append({0: base + "min", 1: unit, 2: float(st_.lo)})
         recs.append({0: base + "max", 1: unit, 2: float(st_.hi)})
         recs.append({0: base + "count", 1: "count", 2: st_.count})
@@ -102,3 +103,23 @@ def test_resolve_applies_base_fields_and_rejects_bad_packs():
         except SenMLError:
             continue
         raise AssertionError(f"accepted {bad!r}")
+
+
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=50))
+def test_mean_is_always_within_min_and_max(values):
+    """Rounding to the resolution, or a float sum, never puts the mean outside the samples."""
+    w = Window(0, 60)
+    for v in values:
+        w.add(("sds011", "pm2_5"), v)
+    enc = senml.WindowPackEncoder("p", [senml.Series("sds011", "pm2_5", "pm2_5", "ug/m3", 0.1)])
+    recs = {r.name: r.value for r in resolve(cbor2.loads(enc.encode(w, 0)))}
+    assert recs["p/sds011/pm2_5/min"] <= recs["p/sds011/pm2_5/mean"] <= recs["p/sds011/pm2_5/max"]
+
+
+def test_partial_window_says_how_much_it_covers():
+    w = Window(60, 60, opened=97.4)
+    enc = senml.WindowPackEncoder("p", SERIES)
+    recs = resolve(cbor2.loads(enc.encode(w, w.end, covered=w.covered())))
+    assert (recs[0].name, recs[0].value, recs[0].time) == ("p/window", 23, 120)
+    assert Window(60, 60, opened=30).covered() == 60  # opened before its start: a full window
+    assert Window(60, 60).covered(until=90.2) == 30  # sealed early, at a clean stop

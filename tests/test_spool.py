@@ -6,7 +6,7 @@ from edge.spool import Spool
 
 def test_fifo_until_ack_and_survives_reopen(tmp_path):
     sp = Spool(tmp_path / "s.sqlite")
-    ids = [sp.put("poles/p/data", bytes([i]) * 10, "data") for i in range(5)]
+    ids = [sp.put("data", bytes([i]) * 10) for i in range(5)]
     assert [r[0] for r in sp.pending(10)] == ids
     sp.ack(ids[0])
     sp.close()
@@ -19,7 +19,7 @@ def test_fifo_until_ack_and_survives_reopen(tmp_path):
 def test_bounded_by_bytes_drops_oldest_first(tmp_path):
     sp = Spool(tmp_path / "s.sqlite", max_bytes=1000)
     for i in range(30):
-        sp.put("t", bytes([i]) * 100, "data")
+        sp.put("data", bytes([i]) * 100)
     rows = sp.pending(100)
     assert sp.bytes <= 1000 and sp.dropped == 20
     assert [r[2][0] for r in rows] == list(range(20, 30))
@@ -28,10 +28,10 @@ def test_bounded_by_bytes_drops_oldest_first(tmp_path):
 def test_bounded_by_age(tmp_path):
     now = [1_800_000_000.0]
     sp = Spool(tmp_path / "s.sqlite", max_bytes=250, max_age_s=60, clock=lambda: now[0])
-    sp.put("t", b"a" * 100, "data")
+    sp.put("data", b"a" * 100)
     now[0] += 120
-    sp.put("t", b"b" * 100, "data")
-    sp.put("t", b"c" * 100, "data")  # over the byte bound triggers a trim, age first
+    sp.put("data", b"b" * 100)
+    sp.put("data", b"c" * 100)  # over the byte bound triggers a trim, age first
     assert [r[2][:1] for r in sp.pending()] == [b"b", b"c"]
 
 
@@ -41,17 +41,35 @@ def test_corrupt_file_is_moved_aside(tmp_path):
     sp = Spool(path)
     assert sp.recovered_corrupt == 1
     assert any(p.name.startswith("s.sqlite.corrupt-") for p in tmp_path.iterdir())
-    sp.put("t", b"x", "data")
+    sp.put("data", b"x")
     assert sp.depth() == 1
 
 
 def test_ids_never_repeat_even_after_the_spool_empties(tmp_path):
     """The publisher's live/backlog cursors compare ids: a reused id would be skipped."""
     sp = Spool(tmp_path / "s.sqlite")
-    first = [sp.put("t", b"x", "data") for _ in range(5)]
+    first = [sp.put("data", b"x") for _ in range(5)]
     sp.ack(*first)
     assert sp.depth() == 0
-    again = sp.put("t", b"y", "data")
+    again = sp.put("data", b"y")
     assert again > max(first)
     sp.close()
-    assert Spool(tmp_path / "s.sqlite").put("t", b"z", "data") > again
+    assert Spool(tmp_path / "s.sqlite").put("data", b"z") > again
+
+
+def test_a_spool_of_version_0_1_keeps_its_messages(tmp_path):
+    """0.1 stored an MQTT topic per row; the transport-neutral spool migrates in place."""
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "s.sqlite")
+    db.execute(
+        "CREATE TABLE spool (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
+        "payload BLOB NOT NULL, retain INTEGER NOT NULL DEFAULT 0, kind TEXT NOT NULL, "
+        "created REAL NOT NULL)"
+    )
+    db.execute("INSERT INTO spool VALUES (7, 'poles/p/data', x'0102', 0, 'data', 1.0)")
+    db.commit()
+    db.close()
+    sp = Spool(tmp_path / "s.sqlite")
+    assert sp.pending(10) == [(7, "data", b"\x01\x02", False)]
+    assert sp.put("health", b"h") == 8

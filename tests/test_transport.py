@@ -127,6 +127,7 @@ def test_simulated_pole_over_tls_with_its_own_credentials(secure_broker):
     pw_file = work / "nl-sec-0001" / "mqtt_password"
     pw_file.parent.mkdir(parents=True, exist_ok=True)
     pw_file.write_text(creds["nl-sec-0001"])
+    pw_file.chmod(0o600)  # a broker password readable by others is refused at start
     url = f"mqtts://127.0.0.1:{broker.port}"
     sp = SimPole("nl-sec-0001", work / "nl-sec-0001", url, Fixed(), window_s=1)
     sp.config.mqtt.username = "nl-sec-0001"

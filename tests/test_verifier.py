@@ -21,7 +21,7 @@ def test_accepts_and_decodes():
     v = fresh().check(topic(S), message(S, 1))
     assert v.accepted, v
     assert v.pole_id == "nl-ex-0001" and v.kind == "data" and v.cti == (1 << 32) | 1
-    assert v.records[0].name == "nl-ex-0001/t/mean" and v.records[0].value == 21.5
+    assert v.records[0].name == "nl-ex-0001/bme280/temperature/mean" and v.records[0].value == 21.5
 
 
 def test_duplicate_is_recognised_and_replay_below_floor_rejected():
@@ -37,21 +37,25 @@ def test_duplicate_is_recognised_and_replay_below_floor_rejected():
 
 def test_backlog_after_newer_birth_is_accepted_once():
     ver = fresh()
-    assert ver.check(topic(S, "birth"), message(S, 1, boot=2)).accepted
+    assert ver.check(topic(S, "birth"), message(S, 1, boot=2, kind="birth")).accepted
     for i in range(1, 5):  # spooled during an outage in the previous boot
         assert ver.check(topic(S), message(S, i, boot=1)).accepted
         assert ver.check(topic(S), message(S, i, boot=1)).status == "duplicate"
 
 
 def test_rejections_have_reasons():
-    ver = fresh()
+    other = signer("nl-ex-0002")
+    ver = Verifier(keys_for(S, other))
     good = message(S, 1)
     tampered = bytearray(good)
     tampered[-70] ^= 1
+    stranger = signer(S.pole_id)  # a key nobody registered, on a known pole's topic
     cases = {
         "signature": (topic(S), bytes(tampered)),
-        "kid": (topic(signer("nl-ex-0009")), message(signer("nl-ex-0009"), 1)),
+        "pole": (topic(signer("nl-ex-0009")), message(signer("nl-ex-0009"), 1)),
+        "kid": (topic(S), message(stranger, 1)),
         "iss": ("poles/nl-ex-0002/data", good),
+        "typ": (topic(S, "health"), good),
         "cbor": (topic(S), b"\xff\x00"),
         "cose": (topic(S), cbor2.dumps([1, 2, 3])),
         "size": (topic(S), b"\x00" * 20000),
@@ -81,11 +85,13 @@ def test_iat_skew():
 def test_stale_death_with_current_bdseq_accepted():
     ver = fresh(window=2)
     death = S.sign(
+        "death",
         senml.encode_pack([[(senml.BN, S.pole_id + "/"), (0, "bdSeq"), (2, 7)]]),
         NOW,
         cti_bytes(1, 1),
     )
     birth = S.sign(
+        "birth",
         senml.encode_pack([[(senml.BN, S.pole_id + "/"), (0, "bdSeq"), (2, 7)]]),
         NOW,
         cti_bytes(1, 2),
@@ -113,6 +119,8 @@ def test_any_bit_flip_is_rejected(pos, bit):
 
 def test_message_without_iat_is_accepted_with_relative_time():
     """A pole without a valid clock leaves iat out and uses SenML relative time."""
-    payload = senml.encode_pack([[(senml.BN, S.pole_id + "/"), (senml.BT, 0), (0, "x"), (2, 1)]])
-    v = fresh(max_skew_s=300).check(topic(S), S.sign(payload, None, cti_bytes(1, 1)))
+    payload = senml.encode_pack(
+        [[(senml.BN, S.pole_id + "/"), (senml.BT, 0), (0, "window"), (1, "s"), (2, 1)]]
+    )
+    v = fresh(max_skew_s=300).check(topic(S), S.sign("data", payload, None, cti_bytes(1, 1)))
     assert v.accepted and v.iat is None and v.records[0].time == 0

@@ -27,14 +27,16 @@ def originals() -> list[tuple[str, bytes, Signer]]:
                     [
                         (senml.BN, s.pole_id + "/"),
                         (senml.BT, NOW + seq),
-                        (0, "t/mean"),
+                        (0, "bme280/temperature/mean"),
                         (1, "Cel"),
                         (2, 20.0 + seq / 8),
                     ],
-                    [(0, "t/count"), (1, "count"), (2, seq)],
+                    [(0, "bme280/temperature/count"), (1, "count"), (2, seq)],
                 ]
             )
-            out.append((f"poles/{s.pole_id}/data", s.sign(payload, NOW, cti_bytes(1, seq)), s))
+            out.append(
+                (f"poles/{s.pole_id}/data", s.sign("data", payload, NOW, cti_bytes(1, seq)), s)
+            )
     return out
 
 
@@ -63,6 +65,8 @@ def corpus(rng: random.Random) -> list[tuple[str, str, bytes, tuple[str, ...]]]:
         "size",
         "iat",
         "replay",
+        "typ",
+        "kind",
     )
     for _ in range(4000):
         topic, msg, _s = rng.choice(base)
@@ -91,7 +95,7 @@ def corpus(rng: random.Random) -> list[tuple[str, str, bytes, tuple[str, ...]]]:
         prot = cbor2.loads(p[0])
         prot[4] = other.kid
         p[0] = cbor2.dumps(prot)
-        out.append(("kid swap", topic, build(p), ("signature",)))
+        out.append(("kid swap", topic, build(p), ("signature", "iss")))
     for _ in range(800):
         topic, msg, s = rng.choice(base)
         p = parts(msg)
@@ -103,7 +107,7 @@ def corpus(rng: random.Random) -> list[tuple[str, str, bytes, tuple[str, ...]]]:
         topic, msg, s = rng.choice(base)
         p = parts(msg)
         p[1] = {rng.choice([1, 4, 15]): rng.choice([-8, s.kid, {1: s.pole_id}])}
-        out.append(("unprotected injection", topic, build(p), ("cose",)))
+        out.append(("unprotected injection", topic, build(p), ("cose", "cbor")))
     for _ in range(600):
         topic, msg, s = rng.choice(base)
         victim = rng.choice([p for p in POLES if p is not s])
@@ -162,6 +166,6 @@ def test_validly_signed_bad_senml_is_rejected():
         {"not": "an array"},
     ]
     for i, pack in enumerate(bad_packs):
-        msg = s.sign(cbor2.dumps(pack), NOW, cti_bytes(5, i + 1))
+        msg = s.sign("data", cbor2.dumps(pack), NOW, cti_bytes(5, i + 1))
         v = ver.check(f"poles/{s.pole_id}/data", msg)
         assert v.status == "rejected" and v.reason.startswith("senml"), (pack, v)

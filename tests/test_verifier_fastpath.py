@@ -17,15 +17,24 @@ from nacl.bindings import crypto_sign
 
 from bench.bench_sign import demo_pole_window
 from edge import senml
+from edge.cbordecode import loads as strict_loads
 from edge.cose import Signer, cti_bytes
 from edge.window import Window
 from provisioning import fastpath
 from provisioning.senml_decode import resolve
 from provisioning.trustlist import KeyRecord
-from provisioning.verifier import Verifier, strict_loads
+from provisioning.verifier import Verifier
 
 POLE = "nl-fast-0001"
 TOPIC = f"poles/{POLE}/data"
+HTOPIC = f"poles/{POLE}/health"  # health declares records of every value kind
+# Declared health record names (edge/messages.py) for each value kind.
+NAMES = {
+    "int": "counter/c%d",
+    "float": "time/uptime",
+    "bool": "alarm/a%d",
+    "str": "alarm/a%d/detail",
+}
 SIGNER = Signer(b"\x07" * 32, POLE)
 KEYS = {SIGNER.kid: KeyRecord(POLE, SIGNER.public_key)}
 
@@ -51,15 +60,17 @@ def key(v):
     return (v.status, v.reason, v.pole_id, v.kind, v.cti, v.iat, rview(v.records))
 
 
-def pair(learn_from: bytes, require_template: bool = True) -> tuple[Verifier, Verifier]:
+def pair(
+    learn_from: bytes, require_template: bool = True, topic: str = TOPIC
+) -> tuple[Verifier, Verifier]:
     """A template verifier that has learned ``learn_from``, and a full-path verifier in
     the same replay state. (A first message holding a NaN in a half or single float is
     not templated: it goes to the full path, so then no template may exist.)"""
     fast, slow = Verifier(dict(KEYS)), Verifier(dict(KEYS), fast=False)
-    a, b = fast.check(TOPIC, learn_from), slow.check(TOPIC, learn_from)
+    a, b = fast.check(topic, learn_from), slow.check(topic, learn_from)
     assert a.accepted and key(a) == key(b)
     if require_template:
-        assert fast.templates.get(TOPIC), "no template learned"
+        assert fast.templates.get(topic), "no template learned"
     return fast, slow
 
 
@@ -87,9 +98,9 @@ def test_window_packs_decode_identically_on_both_paths(a, b, c, end):
                 w.add(("bme280", "temperature"), -x)
         return enc.encode(w, t_end)
 
-    first = SIGNER.sign(window(a, end), end, cti_bytes(1, 1))
+    first = SIGNER.sign("data", window(a, end), end, cti_bytes(1, 1))
     fast, slow = pair(first)
-    second = SIGNER.sign(window(b, end + 60), end + 60, cti_bytes(1, 2))
+    second = SIGNER.sign("data", window(b, end + 60), end + 60, cti_bytes(1, 2))
     x, y = fast.check(TOPIC, second), slow.check(TOPIC, second)
     assert key(x) == key(y)
     assert x.accepted
@@ -117,7 +128,7 @@ def test_any_pack_shape_decides_identically(shape, data, canonical, bt):
     def pack() -> bytes:
         recs = []
         for i, kind in enumerate(shape):
-            r: dict = {0: f"r{i}"}
+            r: dict = {0: NAMES[kind].replace("%d", str(i))}
             if kind == "int":
                 r[2] = data.draw(st.integers(-(2**63), 2**64 - 1))
             elif kind == "float":
@@ -132,12 +143,12 @@ def test_any_pack_shape_decides_identically(shape, data, canonical, bt):
             recs[0][-3] = bt
         return cbor2.dumps(recs, canonical=canonical)
 
-    first = SIGNER.sign(pack(), None, cti_bytes(2, 1))
-    fast, slow = pair(first, require_template=False)
+    first = SIGNER.sign("health", pack(), None, cti_bytes(2, 1))
+    fast, slow = pair(first, require_template=False, topic=HTOPIC)
     for n in range(2, 5):
-        msg = SIGNER.sign(pack(), 1_800_000_000 + n, cti_bytes(2, n)) if n == 4 else None
-        msg = msg or SIGNER.sign(pack(), None, cti_bytes(2, n))
-        assert key(fast.check(TOPIC, msg)) == key(slow.check(TOPIC, msg))
+        msg = SIGNER.sign("health", pack(), 1_800_000_000 + n, cti_bytes(2, n)) if n == 4 else None
+        msg = msg or SIGNER.sign("health", pack(), None, cti_bytes(2, n))
+        assert key(fast.check(HTOPIC, msg)) == key(slow.check(HTOPIC, msg))
 
 
 # -- every mutation, signed with the real key ----------------------------------------------
@@ -149,8 +160,8 @@ def _parts(msg: bytes) -> tuple[bytes, bytes]:
 def _demo_pair() -> tuple[bytes, bytes]:
     demo, w = demo_pole_window()
     enc = senml.WindowPackEncoder(POLE, demo.series)
-    first = SIGNER.sign(enc.encode(w, w.end), w.end, cti_bytes(3, 1))
-    return first, SIGNER.sign(enc.encode(w, w.end + 60), w.end + 60, cti_bytes(3, 2))
+    first = SIGNER.sign("data", enc.encode(w, w.end), w.end, cti_bytes(3, 1))
+    return first, SIGNER.sign("data", enc.encode(w, w.end + 60), w.end + 60, cti_bytes(3, 2))
 
 
 def _kinds_pair() -> tuple[bytes, bytes]:
@@ -160,21 +171,21 @@ def _kinds_pair() -> tuple[bytes, bytes]:
     def pack(k: int) -> bytes:
         return cbor2.dumps(
             [
-                {-2: POLE + "/", -3: 1_800_000_000 + k, 0: "small", 2: 5 + k},
-                {0: "neg", 2: -3 - k},
-                {0: "flag", 4: bool(k)},
-                {0: "wide", 2: 300 + k},
-                {0: "wideneg", 2: -300 - k},
-                {0: "half", 2: 1.5 + k},
-                {0: "double", 2: 0.1 + k},
-                {0: "text", 3: "ok"},
+                {-2: POLE + "/", -3: 1_800_000_000 + k, 0: "counter/small", 2: 5 + k},
+                {0: "counter/neg", 2: -3 - k},
+                {0: "alarm/flag", 4: bool(k)},
+                {0: "counter/wide", 2: 300 + k},
+                {0: "counter/wideneg", 2: -300 - k},
+                {0: "time/uptime", 2: 1.5 + k},  # a half float
+                {0: "time/uptime", 2: 0.1 + k},  # a double
+                {0: "alarm/flag/detail", 3: "ok"},
             ],
             canonical=True,
         )
 
     return (
-        SIGNER.sign(pack(0), 1_800_000_000, cti_bytes(3, 1)),
-        SIGNER.sign(pack(1), 1_800_000_060, cti_bytes(3, 2)),
+        SIGNER.sign("health", pack(0), 1_800_000_000, cti_bytes(3, 1)),
+        SIGNER.sign("health", pack(1), 1_800_000_060, cti_bytes(3, 2)),
     )
 
 
@@ -182,8 +193,9 @@ def _kinds_pair() -> tuple[bytes, bytes]:
 @pytest.mark.parametrize("pair_of", [_demo_pair, _kinds_pair])
 def test_every_byte_flip_decides_as_the_full_path(flip, pair_of):
     first, second = pair_of()
-    fast, slow = pair(first)
-    assert key(fast.check(TOPIC, second)) == key(slow.check(TOPIC, second))
+    topic = HTOPIC if pair_of is _kinds_pair else TOPIC
+    fast, slow = pair(first, topic=topic)
+    assert key(fast.check(topic, second)) == key(slow.check(topic, second))
     assert fast.fast_hits == 1, "the unmutated second message must take the template path"
     prot, payload = _parts(second)
     rng = random.Random(flip)
@@ -196,8 +208,8 @@ def test_every_byte_flip_decides_as_the_full_path(flip, pair_of):
             mutated[i] ^= flip if flip != 0xFF else rng.randrange(1, 256)
             p, q = (bytes(mutated), payload) if part == "protected" else (prot, bytes(mutated))
             msg = signed_raw(p, q)
-            fast, slow = pair(first)
-            x, y = fast.check(TOPIC, msg), slow.check(TOPIC, msg)
+            fast, slow = pair(first, topic=topic)
+            x, y = fast.check(topic, msg), slow.check(topic, msg)
             assert key(x) == key(y), (part, i, x, y)
             fast_hits += fast.fast_hits
             outcomes[x.status] = outcomes.get(x.status, 0) + 1
@@ -210,9 +222,10 @@ def test_every_byte_flip_decides_as_the_full_path(flip, pair_of):
 
 
 def test_truncated_extended_and_resigned_messages(tmp_path):
-    enc, w = demo_pole_window()
-    first = SIGNER.sign(enc.encode(w, w.end), w.end, cti_bytes(4, 1))
-    second = SIGNER.sign(enc.encode(w, w.end + 60), w.end + 60, cti_bytes(4, 2))
+    demo, w = demo_pole_window()
+    enc = senml.WindowPackEncoder(POLE, demo.series)  # the verifier checks the base name
+    first = SIGNER.sign("data", enc.encode(w, w.end), w.end, cti_bytes(4, 1))
+    second = SIGNER.sign("data", enc.encode(w, w.end + 60), w.end + 60, cti_bytes(4, 2))
     for msg in (second[:-1], second + b"\x00", second[:100], b"", second[1:]):
         fast, slow = pair(first)
         x, y = fast.check(TOPIC, msg), slow.check(TOPIC, msg)
@@ -220,22 +233,26 @@ def test_truncated_extended_and_resigned_messages(tmp_path):
 
 
 def test_revoked_after_learning_is_rejected_and_replays_are_caught():
-    enc, w = demo_pole_window()
-    first = SIGNER.sign(enc.encode(w, w.end), w.end, cti_bytes(5, 1))
+    demo, w = demo_pole_window()
+    enc = senml.WindowPackEncoder(POLE, demo.series)  # the verifier checks the base name
+    first = SIGNER.sign("data", enc.encode(w, w.end), w.end, cti_bytes(5, 1))
     fast, _ = pair(first)
-    second = SIGNER.sign(enc.encode(w, w.end + 60), w.end + 60, cti_bytes(5, 2))
+    second = SIGNER.sign("data", enc.encode(w, w.end + 60), w.end + 60, cti_bytes(5, 2))
     assert fast.check(TOPIC, second).accepted and fast.fast_hits == 1
     assert fast.check(TOPIC, second).status == "duplicate"
     for n in range(3, 600):  # push cti 1 and 2 below the window floor
-        assert fast.check(TOPIC, SIGNER.sign(enc.encode(w, w.end), w.end, cti_bytes(5, n))).accepted
+        assert fast.check(
+            TOPIC, SIGNER.sign("data", enc.encode(w, w.end), w.end, cti_bytes(5, n))
+        ).accepted
     v = fast.check(TOPIC, second)
     assert v.status == "rejected" and v.reason.startswith("replay:")
     fast.keys[SIGNER.kid] = KeyRecord(POLE, SIGNER.public_key, status="revoked")
-    v = fast.check(TOPIC, SIGNER.sign(enc.encode(w, w.end), w.end, cti_bytes(5, 999)))
+    v = fast.check(TOPIC, SIGNER.sign("data", enc.encode(w, w.end), w.end, cti_bytes(5, 999)))
     assert v.status == "rejected" and "revoked" in v.reason
     # Another pole's topic never uses this pole's template.
     v = fast.check(
-        "poles/nl-other-0002/data", SIGNER.sign(enc.encode(w, w.end), w.end, cti_bytes(5, 1000))
+        "poles/nl-other-0002/data",
+        SIGNER.sign("data", enc.encode(w, w.end), w.end, cti_bytes(5, 1000)),
     )
     assert v.status == "rejected"
 
@@ -246,18 +263,18 @@ def test_half_float_nan_payloads_decode_bit_for_bit(half):
     holding a NaN must go to the full path, not decode to another NaN."""
     first, second = _kinds_pair()
     prot, payload = _parts(second)
-    at = payload.index(b"\x64half\x02\xf9") + 7
+    at = payload.index(b"\x6btime/uptime\x02\xf9") + 14
     mutated = payload[:at] + half + payload[at + 2 :]
-    fast, slow = pair(first)
+    fast, slow = pair(first, topic=HTOPIC)
     msg = signed_raw(prot, mutated)
-    x, y = fast.check(TOPIC, msg), slow.check(TOPIC, msg)
+    x, y = fast.check(HTOPIC, msg), slow.check(HTOPIC, msg)
     assert x.accepted and key(x) == key(y)
 
 
 # -- the matcher alone, on unsigned bytes: no signature to hide behind ---------------------
 def _slow_parse(msg: bytes) -> tuple:
     """What the full path decodes from a message: records, iat, cti, signature ‖ tbs."""
-    tag = strict_loads(msg)
+    tag = strict_loads(msg, tags=(18,))
     prot_raw, _unprot, payload, sig = tag.value
     prot = strict_loads(prot_raw)
     claims = prot[15]
@@ -282,9 +299,9 @@ def _agrees(t, msg: bytes) -> bool:
     return True
 
 
-def _template(first: bytes):
-    fast, _ = pair(first)
-    return fast.templates[TOPIC][0]
+def _template(first: bytes, topic: str = TOPIC):
+    fast, _ = pair(first, topic=topic)
+    return fast.templates[topic][0]
 
 
 @pytest.mark.parametrize("pair_of", [_demo_pair, _kinds_pair])
@@ -292,7 +309,7 @@ def test_matcher_on_every_byte_value_never_decodes_differently(pair_of):
     """Every byte of the message (envelope, protected header, payload) set to every other
     value, unsigned: the matcher declines, or decodes exactly what the full path does."""
     first, second = pair_of()
-    t = _template(first)
+    t = _template(first, HTOPIC if pair_of is _kinds_pair else TOPIC)
     assert _agrees(t, second)
     decoded = 0
     values = range(256) if pair_of is _kinds_pair else (0x00, 0x01, 0x18, 0x3F, 0x80, 0xF5, 0xFF)
@@ -307,8 +324,8 @@ def test_matcher_on_every_byte_value_never_decodes_differently(pair_of):
 
 def test_matcher_on_every_half_float():
     first, second = _kinds_pair()
-    t = _template(first)
-    at = second.index(b"\x64half\x02\xf9") + 7
+    t = _template(first, HTOPIC)
+    at = second.index(b"\x6btime/uptime\x02\xf9") + 14
     nan_declined = 0
     for h in range(65536):
         msg = second[:at] + h.to_bytes(2, "big") + second[at + 2 :]

@@ -21,6 +21,6 @@ def test_worked_example_bytes_match_the_code():
     enc = senml.WindowPackEncoder(
         "nl-ex-0001", [senml.Series("bme280", "temperature", "temperature", "Cel", 0.01)]
     )
-    produced = s.sign(enc.encode(w, w.end), 1_800_000_000, cti_bytes(1, 42))
+    produced = s.sign("data", enc.encode(w, w.end), 1_800_000_000, cti_bytes(1, 42))
     assert produced == documented
     assert s.public_key.hex() in text and s.kid.hex() in text

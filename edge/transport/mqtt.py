@@ -1,12 +1,17 @@
-"""MQTT 5 publishing with Sparkplug-style session semantics, through aiomqtt.
+"""MQTT 5 with Sparkplug-style session semantics, through aiomqtt.
 
 On every connection: a new bdSeq (persisted), a signed death message registered as
 the last will (sent by the broker if we vanish, after a short will delay so a brief
 drop does not flap), then a signed, retained birth message. Then the spool is
-drained oldest first with QoS 1; a message is deleted from the spool only once
-``publish`` has returned, which for QoS 1 means the broker's PUBACK arrived.
+drained (``Transport.drain``: live first, backlog in between) with QoS 1; a message
+is deleted from the spool only once ``publish`` has returned, which for QoS 1 means
+the broker's PUBACK arrived. Backlog messages carry the MQTT user property
+``replay=1`` (a hint; the signed iat and bt say when they were sealed and measured).
 A broker outage is logged once, counted, and retried with backoff; nothing stored
-is lost. Topics: ``<prefix>/<pole_id>/{birth,death,data,health}``.
+is lost.
+
+Topics are this transport's business alone: ``<prefix>/<pole_id>/<kind>``, with
+``retain`` as the kind declares it (edge/messages.py).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
+from pathlib import Path
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -22,13 +27,15 @@ from paho.mqtt.properties import Properties
 
 from edge.config import MqttConfig
 from edge.cose import MQTT_CONTENT_TYPE
-from edge.health import Health
-from edge.outbox import Outbox
-from edge.state import PersistentCounter
+from edge.state import read_private
+from edge.transport import BATCH, Row, Transport
 
 log = logging.getLogger(__name__)
 
-BATCH = 32
+# The largest MQTT packet a pole sends or accepts (MQTT 5 Maximum Packet Size). The
+# city's broker is configured with the same limit (provisioning/broker_auth.py), so a
+# message over it is refused at the broker, not carried to every subscriber.
+MAX_PACKET_SIZE = 32 * 1024
 
 
 def _props(packet: int, will_delay: int | None = None) -> Properties:
@@ -40,41 +47,18 @@ def _props(packet: int, will_delay: int | None = None) -> Properties:
     return p
 
 
-class Publisher:
-    def __init__(
-        self,
-        cfg: MqttConfig,
-        outbox: Outbox,
-        bdseq: PersistentCounter,
-        birth_payload: Callable[[int], bytes],
-        death_payload: Callable[[int], bytes],
-        health: Health,
-    ) -> None:
+class MqttTransport(Transport):
+    def __init__(self, cfg: MqttConfig, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self.cfg = cfg
-        self.outbox = outbox
-        self.bdseq = bdseq
-        self.birth_payload = birth_payload
-        self.death_payload = death_payload
-        self.health = health
-        self.connected = asyncio.Event()
-        self.published = 0
-        self._stopping = False
-        self.replayed = 0
+        self.base_topic = f"{cfg.topic_prefix}/{self.outbox.signer.pole_id}"
+        self._client_now: aiomqtt.Client | None = None
         self._pub_props = _props(PacketTypes.PUBLISH)
         self._replay_props = _props(PacketTypes.PUBLISH)
         self._replay_props.UserProperty = [("replay", "1")]
 
-    def _next_bdseq(self) -> int:
-        """Persist the next bdSeq; if the medium refuses, go on in RAM and raise an alarm
-        (a repeated bdSeq after a later reboot is far less harmful than a silent pole)."""
-        try:
-            value = self.bdseq.advance()
-        except OSError as exc:
-            self.health.count("state_write_errors")
-            self.health.raise_alarm("state_unwritable", str(exc))
-            return self.bdseq.value
-        self.health.clear_alarm("state_unwritable")
-        return value
+    def topic(self, kind: str) -> str:
+        return f"{self.base_topic}/{kind}"
 
     def _tls(self) -> ssl.SSLContext | None:
         if not self.cfg.tls:
@@ -85,21 +69,22 @@ class Publisher:
         return ctx
 
     def _password(self) -> str | None:
-        if self.cfg.password_file:
-            with open(self.cfg.password_file) as f:
-                return f.read().strip()
+        if self.cfg.password_file:  # a 0600 file, never read through a symbolic link
+            return read_private(Path(self.cfg.password_file)).decode().strip()
         return self.cfg.password
 
     def _client(self, bdseq: int) -> aiomqtt.Client:
-        death = self.outbox.seal(self.death_payload(bdseq))
+        death = self.outbox.seal("death", self.death_payload(bdseq))
         will = aiomqtt.Will(
-            self.outbox.topic("death"),
+            self.topic("death"),
             death,
             qos=1,
             retain=False,
             properties=_props(PacketTypes.WILLMESSAGE, self.cfg.will_delay_s),
         )
         self._death = death
+        connect = Properties(PacketTypes.CONNECT)
+        connect.MaximumPacketSize = MAX_PACKET_SIZE
         client = aiomqtt.Client(
             self.cfg.host,
             self.cfg.port,
@@ -111,6 +96,7 @@ class Publisher:
             keepalive=self.cfg.keepalive,
             timeout=10,
             tls_context=self._tls(),
+            properties=connect,
             max_concurrent_outgoing_calls=BATCH * 2,
         )
         # aiomqtt warns on every publish beyond 10 in flight; we keep a batch in flight.
@@ -121,9 +107,10 @@ class Publisher:
         backoff = 1.0
         down_logged = False
         while not self._stopping:
-            bdseq = self._next_bdseq()
+            bdseq = self.next_bdseq()
             try:
                 async with self._client(bdseq) as client:
+                    self._client_now = client
                     self.connected.set()
                     cleared = self.health.clear_alarm("broker_unreachable")
                     if down_logged or cleared:
@@ -131,22 +118,14 @@ class Publisher:
                     down_logged = False
                     backoff = 1.0
                     self.health.count("mqtt_connects")
-                    # A key rotation must reach the city before anything under the new key.
-                    rotations = self.outbox.spool.pending(BATCH, kind="rotate")
-                    if rotations:
-                        await self._send_batch(client, rotations, replay=False)
-                    birth = self.outbox.seal(self.birth_payload(bdseq))
+                    birth = self.outbox.seal("birth", self.birth_payload(bdseq))
                     await client.publish(
-                        self.outbox.topic("birth"),
-                        birth,
-                        qos=1,
-                        retain=True,
-                        properties=self._pub_props,
+                        self.topic("birth"), birth, qos=1, retain=True, properties=self._pub_props
                     )
-                    await self._drain(client)
+                    await self.drain()
                     # Clean stop: say goodbye ourselves, as Sparkplug nodes do.
                     await client.publish(
-                        self.outbox.topic("death"),
+                        self.topic("death"),
                         self._death,
                         qos=1,
                         properties=self._pub_props,
@@ -165,72 +144,28 @@ class Publisher:
                     )
                     down_logged = True
             finally:
+                self._client_now = None
                 self.connected.clear()
             if self._stopping:
                 break
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
 
-    async def _send_batch(
-        self, client: aiomqtt.Client, rows: list[tuple[int, str, bytes, bool, str]], replay: bool
-    ) -> None:
-        """Publish concurrently (QoS 1), then delete what the broker acknowledged in one go."""
+    async def deliver(self, rows: list[Row], replay: bool) -> tuple[list[int], Exception | None]:
+        """Publish concurrently (QoS 1): the ids the broker acknowledged, and the first
+        error (which ends the session)."""
+        client = self._client_now
+        if client is None:
+            return [], aiomqtt.MqttError("not connected")
         props = self._replay_props if replay else self._pub_props
+        topic = self.topic
         results = await asyncio.gather(
             *(
-                client.publish(topic, payload, qos=1, retain=retain, properties=props, timeout=30)
-                for _id, topic, payload, retain, _kind in rows
+                client.publish(topic(kind), msg, qos=1, retain=retain, properties=props, timeout=30)
+                for _id, kind, msg, retain in rows
             ),
             return_exceptions=True,
         )
         done = [row[0] for row, r in zip(rows, results, strict=True) if r is None]
-        if done:
-            self.outbox.spool.ack(*done)
-            self.published += len(done)
-            if replay:
-                self.replayed += len(done)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
-
-    async def _drain(self, client: aiomqtt.Client) -> None:
-        """Send live messages first, the backlog in between, each oldest first.
-
-        Live = sealed after this connection was made; backlog = sealed before (during
-        an outage or before a power cut). Every round sends up to BATCH live messages
-        and then up to BATCH backlog messages, so a long backlog never holds live data
-        back by more than one batch, and the backlog still drains at full speed.
-        Backlog messages carry the MQTT user property ``replay=1`` (a hint; the signed
-        iat and bt say when they were sealed and measured).
-        """
-        outbox = self.outbox
-        spool = outbox.spool
-        live_from = spool.last_id()
-        backlog_after = 0
-        while not self._stopping:
-            while outbox.ram:
-                topic, payload, retain, _kind = outbox.ram[0]
-                await client.publish(
-                    topic, payload, qos=1, retain=retain, properties=self._pub_props, timeout=30
-                )
-                outbox.ram.popleft()
-                self.published += 1
-            live = spool.pending(BATCH, after_id=live_from)
-            backlog = spool.pending(BATCH, after_id=backlog_after, upto_id=live_from)
-            if backlog:
-                backlog_after = backlog[-1][0]
-            if live:
-                await self._send_batch(client, live, replay=False)
-            if backlog:
-                await self._send_batch(client, backlog, replay=True)
-            if live or backlog:
-                continue
-            outbox.wakeup.clear()
-            try:
-                await asyncio.wait_for(outbox.wakeup.wait(), 1.0)
-            except TimeoutError:
-                pass
-
-    def stop(self) -> None:
-        self._stopping = True
-        self.outbox.wakeup.set()
+        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        return done, failed

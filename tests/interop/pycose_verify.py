@@ -45,6 +45,7 @@ def main():
             msg.key = OKPKey(crv=Ed25519, x=pub)
             result["ok"] = bool(msg.verify_signature())
             result["pole_id"] = pole_id
+            result["typ"] = msg.phdr.get(16)  # the message kind (RFC 9596 typ), signed
             claims = cbor2.loads(raw).value[0]
             result["iss"] = cbor2.loads(claims)[15][1]
             result["records"] = resolve(cbor2.loads(msg.payload))
