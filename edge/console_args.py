@@ -15,10 +15,10 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import tomli_w
 
+from edge.config import ConfigError, parse_broker_url
 from edge.cose import kid_for
 from edge.names import SENSOR_RULE, InvalidName, check_id, check_sensor_name, describe
 
@@ -149,25 +149,14 @@ def checked_name(check: Callable[[object], str], value: object) -> str:
 def _broker_url(value: object) -> str:
     url = text(value, "broker_url")
     try:
-        parts = urlsplit(url)
-        _ = parts.port  # a non-numeric or out-of-range port raises here
-    except ValueError:
-        parts = None
-    if (
-        parts is None
-        or parts.scheme not in ("mqtt", "mqtts")
-        or not parts.hostname
-        or "@" in parts.netloc
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-    ):
+        parse_broker_url(url)  # the daemon's own rule, so the pole accepts what it can use
+    except ConfigError:
         raise ConsoleError(
             "bad_value",
             f"broker_url {describe(url)} is not mqtt://HOST:PORT or mqtts://HOST:PORT",
             "give --broker-url like mqtts://broker.city.example:8883 (the password goes "
             "over CREDENTIALS, never in the URL)",
-        )
+        ) from None
     return url
 
 
