@@ -163,7 +163,7 @@ def _half(h):
 # each returns (value, position after it).
 
 
-def _item(buf, pos, n, room, tags):
+def _item(buf, pos, n, room, tags, cap):
     """The item whose head is at ``pos``: the general path (every head width, every type)."""
     at = pos
     ib = buf[pos]
@@ -234,9 +234,9 @@ def _item(buf, pos, n, room, tags):
             pass  # raised below, outside the handler: no __context__ holding the bytes
         raise DecodeError("text at byte %d is not valid UTF-8" % at)
     if major == 5:
-        return _map(buf, pos, n, arg, room, at)
+        return _map(buf, pos, n, arg, room, at, cap)
     if major == 4:
-        return _array(buf, pos, n, arg, room, at)
+        return _array(buf, pos, n, arg, room, at, cap)
     if major == 6:
         if arg not in tags:
             if arg < 0x100000000:
@@ -246,7 +246,7 @@ def _item(buf, pos, n, room, tags):
             raise DecodeError("nested deeper than the limit at byte %d" % at)
         if pos >= n:
             raise DecodeError("truncated: tag %d at byte %d has no content" % (arg, at))
-        v, pos = _item(buf, pos, n, room - 1, ())  # no tag inside a tag
+        v, pos = _item(buf, pos, n, room - 1, (), cap)  # no tag inside a tag
         return Tag(arg, v), pos
     # major 7: simple values (floats are above)
     if ai == 20:
@@ -260,9 +260,13 @@ def _item(buf, pos, n, room, tags):
     raise DecodeError("simple value %d at byte %d is not allowed" % (arg, at))
 
 
-def _array(buf, pos, n, count, room, at):
+def _array(buf, pos, n, count, room, at, cap):
     if count > n - pos:  # every element takes at least one byte
         raise DecodeError("array of %d elements at byte %d exceeds the message" % (count, at))
+    if count > cap:
+        raise DecodeError(
+            "array of %d elements at byte %d is over the limit of %d" % (count, at, cap)
+        )
     if room <= 0:
         raise DecodeError("nested deeper than the limit at byte %d" % at)
     room -= 1
@@ -306,7 +310,7 @@ def _array(buf, pos, n, count, room, at):
                                 append({0: utf8(buf[a:p]), 1: utf8(buf[b:q]), 2: buf[q + 2]})
                                 pos = q + 3
                                 continue
-                v, pos = _map(buf, pos + 1, n, 3, room, pos)
+                v, pos = _map(buf, pos + 1, n, 3, room, pos, cap)
                 append(v)
             elif ib < 0x18:
                 append(ib)
@@ -316,7 +320,7 @@ def _array(buf, pos, n, count, room, at):
                     append([])
                     pos += 1
                 else:
-                    v, pos = _array(buf, pos + 1, n, ib - 0x80, room, pos)
+                    v, pos = _array(buf, pos + 1, n, ib - 0x80, room, pos, cap)
                     append(v)
             elif 0x60 <= ib < 0x78:
                 end = pos + ib - 0x5F
@@ -331,7 +335,7 @@ def _array(buf, pos, n, count, room, at):
                     append({})
                     pos += 1
                 else:
-                    v, pos = _map(buf, pos + 1, n, ib - 0xA0, room, pos)
+                    v, pos = _map(buf, pos + 1, n, ib - 0xA0, room, pos, cap)
                     append(v)
             elif ib == 0xFB:
                 append(f64(buf, pos + 1)[0])
@@ -357,7 +361,7 @@ def _array(buf, pos, n, count, room, at):
                 append(buf[start:end])
                 pos = end
             else:
-                v, pos = _item(buf, pos, n, room, ())
+                v, pos = _item(buf, pos, n, room, (), cap)
                 append(v)
     except UnicodeError:
         pass
@@ -366,9 +370,11 @@ def _array(buf, pos, n, count, room, at):
     raise DecodeError("invalid UTF-8 in the item at byte %d" % pos)
 
 
-def _map(buf, pos, n, count, room, at):
+def _map(buf, pos, n, count, room, at, cap):
     if count > (n - pos) >> 1:  # every pair takes at least two bytes
         raise DecodeError("map of %d pairs at byte %d exceeds the message" % (count, at))
+    if count > cap:
+        raise DecodeError("map of %d pairs at byte %d is over the limit of %d" % (count, at, cap))
     if room <= 0:
         raise DecodeError("nested deeper than the limit at byte %d" % at)
     room -= 1
@@ -397,7 +403,7 @@ def _map(buf, pos, n, count, room, at):
             elif ib < 0x40 or 0x60 <= ib < 0x80:
                 if ib == 0x1B or ib == 0x3B:
                     raise DecodeError("map key at byte %d is a 64-bit integer (over 32 bits)" % pos)
-                k, pos = _item(buf, pos, n, 0, ())
+                k, pos = _item(buf, pos, n, 0, (), cap)
             else:
                 raise DecodeError(
                     "map key at byte %d is not an integer or text (major type %d)" % (pos, ib >> 5)
@@ -430,11 +436,11 @@ def _map(buf, pos, n, count, room, at):
                 m[k] = utf8(buf[pos + 2 : end])
                 pos = end
             elif 0xA0 <= ib < 0xB8:  # nested: one frame a level, not two
-                m[k], pos = _map(buf, pos + 1, n, ib - 0xA0, room, pos)
+                m[k], pos = _map(buf, pos + 1, n, ib - 0xA0, room, pos, cap)
             elif 0x80 <= ib < 0x98:
-                m[k], pos = _array(buf, pos + 1, n, ib - 0x80, room, pos)
+                m[k], pos = _array(buf, pos + 1, n, ib - 0x80, room, pos, cap)
             else:
-                m[k], pos = _item(buf, pos, n, room, ())
+                m[k], pos = _item(buf, pos, n, room, (), cap)
     except UnicodeError:
         pass
     else:
@@ -444,7 +450,7 @@ def _map(buf, pos, n, count, room, at):
     raise DecodeError("invalid UTF-8 in the item at byte %d" % pos)
 
 
-def loads(data, tags=(), max_depth=MAX_DEPTH, max_size=MAX_SIZE):
+def loads(data, tags=(), max_depth=MAX_DEPTH, max_size=MAX_SIZE, max_len=MAX_SIZE):
     """Decode exactly one item from ``data`` (bytes, bytearray or memoryview, which is
     copied once its size is checked); raises ``DecodeError``.
 
@@ -452,6 +458,9 @@ def loads(data, tags=(), max_depth=MAX_DEPTH, max_size=MAX_SIZE):
     for a COSE_Sign1 envelope); every other tag, and every tag inside, is refused.
     ``max_size`` is checked before anything else. ``max_depth`` counts arrays, maps and
     tags, at most ``DEPTH_LIMIT`` (a larger one is the caller's mistake: ``ValueError``).
+    ``max_len``: the most elements an array, or pairs a map, may declare, checked at its
+    head: a format whose containers are small (a SenML record has a few labels) bounds
+    the work a message can cause well below its size.
     """
     if not 0 <= max_depth <= DEPTH_LIMIT:
         raise ValueError("max_depth must be within 0..%d" % DEPTH_LIMIT)
@@ -475,7 +484,7 @@ def loads(data, tags=(), max_depth=MAX_DEPTH, max_size=MAX_SIZE):
     # Errors are raised outside the handlers, so none carries the interpreter's error as
     # its __context__ (a UnicodeDecodeError holds the bytes it failed on).
     try:
-        value, pos = _item(data, 0, n, max_depth, tags)
+        value, pos = _item(data, 0, n, max_depth, tags, max_len)
     except DecodeError:
         raise
     except (IndexError, _STRUCT_ERROR):

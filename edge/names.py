@@ -38,6 +38,10 @@ def describe(value: object) -> str:
         return "%d bytes" % len(value)
     if value is None:
         return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) and -(2**64) <= value < 2**64:  # what a decoder can yield
+        return str(value)
     return "a value of type " + type(value).__name__
 
 

@@ -133,8 +133,9 @@ class SimPole:
             "spool_synchronous": spool_synchronous,
             **extra,
         }
-        for key, value in (config_overrides or {}).items():
-            cfg[key] = {**cfg[key], **value} if key == "mqtt" else value
+        for key, value in (config_overrides or {}).items():  # tables merge key by key
+            merge = key in ("mqtt", "privacy") and key in cfg
+            cfg[key] = {**cfg[key], **value} if merge else value
         self.config_dict = cfg  # what the pole was configured with, e.g. for an audit
         self.config = PoleConfig(cfg)
         commanded = getattr(world, "lamp_commanded", None)

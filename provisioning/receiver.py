@@ -20,12 +20,12 @@ import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.config import parse_broker_url
 from edge.transport.mqtt import MAX_PACKET_SIZE
 from provisioning.verifier import Verdict, Verifier
 
@@ -166,11 +166,9 @@ class TrustWatch:
 
 
 def broker_address(url: str) -> tuple[str, int, bool]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError(f"broker URL {url!r}: use mqtt://HOST:PORT or mqtts://HOST:PORT")
-    tls = parts.scheme == "mqtts"
-    return parts.hostname, parts.port or (8883 if tls else 1883), tls
+    """(host, port, tls) of a broker URL, by the pole's own strict rule (ValueError)."""
+    tls, host, port = parse_broker_url(url)
+    return host, port, tls
 
 
 class BrokerLogin:

@@ -17,6 +17,7 @@ ABSOLUTE_TIME = 2**28
 BVER, BN, BT, BU, BV, BS = -1, -2, -3, -4, -5, -6
 N, U, V, VS, VB, S, T, UT, VD = 0, 1, 2, 3, 4, 5, 6, 7, 8
 VALUE_LABELS = (V, VS, VB, VD)
+_LABELS = frozenset((BVER, BN, BT, BU, BV, BS, N, U, V, VS, VB, S, T, UT, VD))
 
 
 class SenMLError(ValueError):
@@ -75,8 +76,11 @@ def resolve(pack, now: float | None = None) -> list[Record]:
         if type(rec) is not dict and not isinstance(rec, Mapping):
             raise SenMLError(f"record {i} is not a map")
         for k in rec:
-            if type(k) is not int and isinstance(k, str) and k[-1:] == "_":
-                raise SenMLError(f"record {i}: must-understand label {k!r} is not supported")
+            if type(k) is int:
+                if k not in _LABELS:  # RFC 8428 6: the integer labels are conclusive
+                    raise SenMLError(f"record {i}: unknown integer label {k}")
+            elif isinstance(k, str) and k[-1:] == "_":
+                raise SenMLError(f"record {i}: a must-understand label is not supported")
         if len(rec) > 3 or BN in rec or BT in rec:  # base fields are rare: slow path
             if BN in rec:
                 bn = _typed(rec[BN], str, i, "bn")

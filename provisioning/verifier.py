@@ -40,6 +40,10 @@ KINDS = tuple(messages.BY_NAME)
 # and rotation are rare, and birth/death need their records for the bdSeq rule.
 TEMPLATED = ("data", "counts", "health")
 MAX_HEADER = 512  # bytes of protected header: ours is about 80
+# Records in one pack (and labels in one record): a full sensor set's window has about
+# 100 records, a health pack a few dozen. Checked by the decoder at each container's
+# head, it caps the work a validly signed, hostile pack can cause.
+MAX_RECORDS = 256
 _HEADER_LABELS = frozenset((1, 3, 4, 15, 16))  # alg, content type, kid, CWT claims, typ
 _SIG1_PREFIX = cbor.encode_text("Signature1").join((b"\x84", b""))
 
@@ -242,7 +246,9 @@ class Verifier:
         if len(payload) > self.max_size:
             raise _Reject(f"size: {len(payload)} bytes over the {self.max_size} limit")
         try:
-            msg = cbordecode.loads(payload, tags=(18,), max_depth=3, max_size=self.max_size)
+            msg = cbordecode.loads(
+                payload, tags=(18,), max_depth=3, max_size=self.max_size, max_len=4
+            )
         except cbordecode.DecodeError as exc:
             raise _Reject(f"cbor: {exc}") from None
         if not isinstance(msg, Tag) or msg.tag != 18:
@@ -263,7 +269,7 @@ class Verifier:
         if unprot:
             raise _Reject("cose: unprotected header must be empty (nothing there is signed)")
         try:
-            prot = cbordecode.loads(prot_raw, max_depth=2, max_size=MAX_HEADER)
+            prot = cbordecode.loads(prot_raw, max_depth=2, max_size=MAX_HEADER, max_len=8)
         except cbordecode.DecodeError as exc:
             raise _Reject(f"cose: protected header: {exc}") from None
         if not isinstance(prot, dict):
@@ -319,11 +325,13 @@ class Verifier:
         if iat is not None and (not isinstance(iat, int) or isinstance(iat, bool)):
             raise _Reject("iat: not an integer")
         self._check_iat(kind, iat)
-        try:
-            pack = cbordecode.loads(content, max_depth=2, max_size=self.max_size)
+        try:  # records and labels bounded at their heads, before decoding any of them
+            pack = cbordecode.loads(
+                content, max_depth=2, max_size=self.max_size, max_len=MAX_RECORDS
+            )
             records = senml_decode.resolve(pack)
         except cbordecode.DecodeError as exc:
-            raise _Reject(f"senml: payload is not CBOR ({exc})") from None
+            raise _Reject(f"senml: payload refused ({exc})") from None
         except senml_decode.SenMLError as exc:
             raise _Reject(f"senml: {exc}") from None
         problem = _kind_rules(signed_kind, key.pole_id, records)
@@ -396,13 +404,34 @@ class Verifier:
         if existing is None:
             self.keys[rec.kid] = rec
             self.poles.add(rec.pole_id)
-            if self.trust is not None:
-                self.trust.add(old.pole_id, new_key, note=f"rotated from {old.kid.hex()}")
+            if self.trust is not None:  # its answer counts: a key announced under a key
+                # the list has revoked meanwhile (a stolen one) is recorded revoked
+                self.keys[rec.kid] = self.trust.add(
+                    old.pole_id,
+                    new_key,
+                    note=f"rotated from {old.kid.hex()}",
+                    rotated_from=old.kid.hex(),
+                )
             log.info("pole %s rotated to key %s", old.pole_id, rec.kid.hex())
 
 
 def _bstr_head(n: int) -> bytes:
     return cbor.head(2, n)
+
+
+_SPECS: dict[tuple[str, str], object] = {}  # (kind, relative name) -> its declaration
+
+
+def _spec(k: messages.Kind, name: str) -> messages.Rec | None:
+    """The declaration of a record name, cached: names repeat in every pack of every pole
+    (the cache holds declared names only, so it stays as small as the registry's expansion
+    over the sensors in service)."""
+    spec = _SPECS.get((k.name, name))
+    if spec is None:
+        spec = k.spec(name)
+        if spec is not None and len(_SPECS) < 100_000:
+            _SPECS[(k.name, name)] = spec
+    return spec  # type: ignore[return-value]
 
 
 def _kind_rules(k: messages.Kind, pole_id: str, records: list) -> str:
@@ -412,7 +441,7 @@ def _kind_rules(k: messages.Kind, pole_id: str, records: list) -> str:
     for i, r in enumerate(records):
         if not r.name.startswith(base):
             return f"senml: record {i} is outside the pole's base name {base}"
-        spec = k.spec(r.name[len(base) :])
+        spec = _spec(k, r.name[len(base) :])
         if spec is None:
             return f"kind: record {i} is not declared for {k.name} messages"
         v = r.value

@@ -795,3 +795,16 @@ def test_refused_inputs_cost_no_more_than_accepted_ones():
     for name, data in worst_inputs(16 * 1024).items():
         bad = data[:-1] + b"\xf7"  # all the work, then refused at the last byte
         assert peak_of(bad, tags=(18,)) <= PER_BYTE * len(bad), name
+
+
+def test_container_lengths_are_bounded_at_their_heads():
+    """max_len: an array or map declaring more than the format allows is refused at its
+    head, before any element is decoded (the verifier's bound on records per pack)."""
+    assert loads(cbor2.dumps([0] * 4), max_len=4) == [0] * 4
+    assert loads(cbor2.dumps({i: 0 for i in range(4)}), max_len=4) == {i: 0 for i in range(4)}
+    for value, what in (([0] * 5, "array of 5"), ({i: 0 for i in range(5)}, "map of 5")):
+        with pytest.raises(DecodeError, match=what + r".* over the limit of 4"):
+            loads(cbor2.dumps(value), max_len=4)
+    nested = cbor2.dumps([[0] * 9])
+    with pytest.raises(DecodeError, match="array of 9"):
+        loads(nested, max_len=8)
