@@ -35,7 +35,7 @@ from edge.rotation import ANNOUNCEMENT
 from edge.sdnotify import Notifier, Progress
 from edge.sensors import AGGREGATED, SensorRunner, driver_class
 from edge.spool import Spool
-from edge.state import PersistentCounter, load_identity, read_private
+from edge.state import PersistentCounter, StateLock, StateLocked, load_identity, read_private
 from edge.supervisor import Supervisor
 from edge.transport import Transport
 from edge.watch import LampWatch, TiltWatch, commanded_by_schedule, commanded_from_file
@@ -91,6 +91,16 @@ class Pole:
         self.time = clock or Clock(sync_file=config.clock_sync_file)
         self.clock = self.time.wall
         self.health = Health()
+        state = config.state_dir
+        self.lock = StateLock(state)  # one daemon per state dir (StateLocked otherwise)
+        try:
+            self._build(open_bus, lamp_commanded)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _build(self, open_bus: BusFactory, lamp_commanded: Callable[[], bool] | None) -> None:
+        config = self.config
         state = config.state_dir
         self.identity = load_identity(state, config.pole_id)
         self.signer = Signer(self.identity.seed, config.pole_id)
@@ -402,7 +412,12 @@ class Pole:
                 log.warning("transport did not finish within 5 s; stopping it")
             await sup.stop()
             notifier.close()
-            self.spool.close()
+            self.close()
+
+    def close(self) -> None:
+        """Close the spool and let another daemon have the state dir."""
+        self.spool.close()
+        self.lock.release()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -412,15 +427,43 @@ def main(argv: list[str] | None = None) -> int:
         "anonymises on the pole, signs (COSE_Sign1/Ed25519) and publishes over MQTT.",
     )
     ap.add_argument("--config", "-c", type=Path, required=True, help="the pole's TOML file")
-    ap.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the configuration, print what would run, and exit (0: fine, 2: not); "
+        "opens no bus, writes nothing, connects nowhere: safe beside a running daemon",
+    )
+    ap.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        type=str.upper,
+        help="how much to log (default INFO)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         config = load_config(args.config)
+        if args.check:
+            from edge.check import check
+
+            lines, problems = check(config)
+            print("\n".join(lines))
+            for p in problems:
+                print(f"pole-edge: {p}", file=sys.stderr)
+            print("configuration OK" if not problems else f"{len(problems)} problem(s)")
+            return 0 if not problems else 2
         pole = Pole(config)
-    except (ConfigError, DescriptorError, FileNotFoundError, PermissionError, ValueError) as exc:
+    except (
+        ConfigError,
+        DescriptorError,
+        FileNotFoundError,
+        PermissionError,
+        StateLocked,
+        ValueError,
+    ) as exc:
         print(f"pole-edge: {exc}", file=sys.stderr)
         return 2
 

@@ -13,11 +13,15 @@ PRIVACY_CLASSES = ("public", "count", "personal", "health")
 
 
 def default_hardware_dir() -> Path:
-    """``$LIGHTPOLE_HARDWARE``, else the ``hardware/`` folder next to the packages."""
+    """``$LIGHTPOLE_HARDWARE``, else the installed ``hardware`` package's folder (the
+    repository's ``hardware/`` in a checkout, the same files in site-packages from a
+    wheel: they are package data, so ``pip install .`` brings every board)."""
     env = os.environ.get("LIGHTPOLE_HARDWARE")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "hardware"
+    import hardware
+
+    return Path(hardware.__file__).resolve().parent
 
 
 class DescriptorError(ValueError):

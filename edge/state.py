@@ -20,6 +20,7 @@ from edge.cose import fingerprint, kid_for
 
 KEY_FILE = "identity.key"
 PUB_FILE = "identity.json"
+LOCK_FILE = "daemon.lock"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -151,7 +152,14 @@ def load_identity(state_dir: Path, pole_id: str | None = None) -> Identity:
     record = {}
     with contextlib.suppress(FileNotFoundError, ValueError):
         record = json.loads((state_dir / PUB_FILE).read_text())
-    pid = pole_id or record.get("pole_id")
+    recorded = record.get("pole_id")
+    if pole_id and isinstance(recorded, str) and recorded != pole_id:
+        raise ValueError(
+            f"the key in {state_dir} belongs to pole {recorded}, not {pole_id}: every "
+            f"message would be rejected by the city. Fix pole_id in the config, or give "
+            f"this pole its own state_dir (pole-admin replace-controller for a new key)"
+        )
+    pid = pole_id or recorded
     if not pid:
         raise ValueError(f"{state_dir}/{PUB_FILE} names no pole id; pass --pole-id")
     return Identity(pid, seed)
@@ -188,3 +196,43 @@ class PersistentCounter:
         self.value += 1
         atomic_write(self.path, f"{self.value}\n".encode())
         return self.value
+
+
+class StateLocked(RuntimeError):
+    """Another daemon holds this state dir; two would reuse counters and sessions."""
+
+    def __init__(self, state_dir: Path, pid: str) -> None:
+        super().__init__(
+            f"another pole-edge (pid {pid or 'unknown'}) is already running on {state_dir}: "
+            "two daemons on one state dir would publish the same bdSeq and knock each other "
+            "off the broker. Stop it first (systemctl stop pole-edge), or give this one its "
+            "own state_dir"
+        )
+        self.pid = pid
+
+
+class StateLock:
+    """An exclusive lock on a pole's state dir for as long as its daemon runs (flock: the
+    kernel drops it when the process dies, so a power cut or SIGKILL leaves no stale
+    lock). The holder's pid is written into the lock file for the error message."""
+
+    def __init__(self, state_dir: Path) -> None:
+        import fcntl
+
+        self.path = state_dir / LOCK_FILE
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise StateLocked(state_dir, holder if holder.isdigit() else "") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
