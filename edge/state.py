@@ -57,6 +57,20 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     _fsync_dir(path.parent)
 
 
+def create_empty(path: Path, mode: int) -> None:
+    """Create ``path`` as an empty file of exactly ``mode`` whatever the umask, unless it
+    exists (never through a link): for files another library then fills, such as an
+    SQLite database (which would create it 0666 less the umask)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
 def read_private(path: Path, limit: int = 4096) -> bytes:
     """The bytes of a small secret file (a key, a password), never through a symbolic link
     and only from a regular file of at most ``limit`` bytes: a key path swapped for a link

@@ -30,10 +30,53 @@ import signal
 import sys
 from pathlib import Path
 
-from edge.state import PUB_FILE, create_identity, load_identity
+from edge.names import InvalidName, check_id
+from edge.state import PUB_FILE, create_identity, load_identity, read_private
 from provisioning.broker_auth import BrokerAuth, write_secret
 from provisioning.console_client import ProvisionError
 from provisioning.trustlist import TrustError, TrustList, load_keys
+
+
+# -- argument types: every name from the command line follows the one rule (edge.names) --
+def _name(what: str, example: str = ""):
+    """An argparse ``type`` for a name (pole id, user, technician, operator, board):
+    refused with the rule, before anything runs, if it breaks it."""
+
+    def parse(value: str) -> str:
+        try:
+            return check_id(value, what)
+        except InvalidName as exc:
+            raise argparse.ArgumentTypeError(f"{exc}{example}") from None
+
+    parse.__name__ = what
+    return parse
+
+
+_pole = _name("pole id", " (the number on the mast, e.g. nl-ehv-00042)")
+_user = _name("broker user")
+_technician = _name("technician")
+_operator = _name("operator")
+_board = _name("board")
+
+
+def _prefix(value: str) -> str:
+    """A topic prefix: one or more levels, each following the name rule (no wildcards)."""
+    for level in value.split("/"):
+        try:
+            check_id(level, "topic prefix level")
+        except InvalidName as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _kid(value: str) -> str:
+    """A key id as the trust list prints it: 16 hex digits."""
+    kid = value.strip().lower()
+    if len(kid) != 16 or any(c not in "0123456789abcdef" for c in kid):
+        raise argparse.ArgumentTypeError(
+            "a kid is 16 hex digits, as 'pole-admin trust list' shows it"
+        )
+    return kid
 
 
 def _identity_create(a: argparse.Namespace) -> int:
@@ -90,9 +133,29 @@ def _trust_add(a: argparse.Namespace) -> int:
 
 
 def _trust_revoke(a: argparse.Namespace) -> int:
+    if not (a.pole_id or a.kid):
+        print("pole-admin trust revoke: give --kid KID or --pole-id ID", file=sys.stderr)
+        return 2
     with TrustList(a.db) as tl:
-        n = tl.revoke(pole_id=a.pole_id, kid=a.kid)
+        records = tl.records()
+        pole = a.pole_id or next((r.pole_id for r in records if r.kid.hex() == a.kid), None)
+        start = [a.kid] if a.kid else [r.kid.hex() for r in records if r.pole_id == pole]
+        later = tl.rotated_from_keys(start) if a.compromised else []
+        n = tl.revoke(pole_id=a.pole_id, kid=a.kid, compromised=a.compromised)
+        left = len(tl.active_keys(pole)) if pole else 0
     print(f"revoked {n} key(s); export the trust list again so verifiers see it")
+    if a.compromised:
+        print(
+            f"{len(later)} key(s) rotated from it (directly or in turn) revoked with it: "
+            "whoever holds a stolen key may have announced them"
+            + (f" ({', '.join(later)})" if later else "")
+        )
+    if a.compromised and pole and not left:
+        print(
+            f"pole {pole} has no active key left: give its controller a new key "
+            f"('pole-admin replace-controller {pole} ...', or wipe it and provision again)",
+            file=sys.stderr,
+        )
     return 0 if n else 1
 
 
@@ -142,7 +205,15 @@ def _audit(a: argparse.Namespace) -> int:
         privacy, prefix = cfg.privacy, cfg.mqtt.topic_prefix
     else:
         board = load_board(a.board)
-        cfg = PoleConfig({"pole_id": "audit", "sensors": board["sensors"]})
+        # Everything the board's sensors could publish: a personal-data sensor on the board
+        # is audited as if its legal basis were given (a pole refuses it without one).
+        cfg = PoleConfig(
+            {
+                "pole_id": "audit",
+                "sensors": board["sensors"],
+                "privacy": {"legal_basis": "audit only: a pole states its own"},
+            }
+        )
         sensors = [(s.name, load_sensor(s.model)) for s in cfg.sensors]
         privacy, prefix = PrivacyConfig({"unique_devices": a.unique_devices}), "poles"
     schema = output_schema(sensors, privacy)
@@ -177,6 +248,7 @@ def _verify(a: argparse.Namespace) -> int:
         max_skew_s=a.max_skew,
         trust=trust,
         history=store.history if store else None,
+        window=a.replay_window,
     )
 
     def show(topic: str, v: object) -> None:
@@ -203,7 +275,7 @@ def _verify(a: argparse.Namespace) -> int:
 
         if a.duration:
             loop.call_later(a.duration, stop.set)
-        password = a.password_file.read_text().strip() if a.password_file else None
+        password = read_private(a.password_file).decode().strip() if a.password_file else None
         login = BrokerLogin(a.username, password, str(a.ca_file) if a.ca_file else None)
         await run_receiver(
             a.broker,
@@ -309,11 +381,19 @@ def _commission(a: argparse.Namespace) -> int:
     from provisioning.verifier import Verifier
 
     verifier = Verifier(load_keys(a.trust), topic_prefix=a.prefix)
-    password = a.password_file.read_text().strip() if a.password_file else None
+    password = read_private(a.password_file).decode().strip() if a.password_file else None
     login = BrokerLogin(a.username, password, str(a.ca_file) if a.ca_file else None)
     print(f"waiting for signed messages from {a.pole} (up to {a.timeout:g} s) ...", flush=True)
     job = asyncio.run(
-        commission(a.pole, a.broker, verifier, login, timeout_s=a.timeout, tilt_max_deg=a.tilt_max)
+        commission(
+            a.pole,
+            a.broker,
+            verifier,
+            login,
+            timeout_s=a.timeout,
+            tilt_max_deg=a.tilt_max,
+            max_age_s=a.max_age,
+        )
     )
     print(job.report(), end="")
     path = job.save(a.out_dir)
@@ -367,8 +447,8 @@ def _trust_add_technician(a: argparse.Namespace) -> int:
 
 def _trust_revoke_technician(a: argparse.Namespace) -> int:
     with TrustList(a.db) as tl:
-        n = tl.revoke_technician(a.name)
-    print(f"revoked {n} key(s) of technician {a.name}")
+        n = tl.revoke_technician(name=a.name, kid=a.kid)
+    print(f"revoked {n} key(s) of technician {a.name or a.kid}")
     return 0 if n else 1
 
 
@@ -485,7 +565,19 @@ def _trust_sync(a: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _positive_s(value: str) -> float:
+    try:
+        s = float(value)
+    except ValueError:
+        s = float("nan")
+    if not s > 0 or s == float("inf"):
+        raise argparse.ArgumentTypeError("a number of seconds above 0")
+    return s
+
+
 def main(argv: list[str] | None = None) -> int:
+    from provisioning.commission import DEFAULT_MAX_AGE_S
+
     ap = argparse.ArgumentParser(
         prog="pole-admin",
         description=__doc__.split("\n\n")[0],
@@ -499,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     isub = ident.add_subparsers(dest="sub", required=True)
     c = isub.add_parser("create", help="generate the key here; private key mode 0600, never shown")
     c.add_argument("--state-dir", type=Path, required=True, help="the pole's state directory")
-    c.add_argument("--pole-id", required=True, help="e.g. nl-ex-0001")
+    c.add_argument("--pole-id", type=_pole, required=True, help="e.g. nl-ex-0001")
     c.set_defaults(fn=_identity_create)
     ro = isub.add_parser("rotate", help="new key, announced in a message signed by the old one")
     ro.add_argument("--state-dir", type=Path, required=True)
@@ -518,13 +610,16 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--lon", type=float, required=True, help="longitude, WGS84 degrees")
         p.add_argument(
             "--board",
+            type=_board,
             default="linux-controller",
             help="board profile: linux-controller (default); sim-pole, sim-pole-full for "
             "the simulator",
         )
         p.add_argument("--broker-url", required=True, help="the broker the pole publishes to")
         p.add_argument("--ca-file", help="CA certificate path on the controller, for mqtts://")
-        p.add_argument("--prefix", default="poles", help="topic prefix (default poles)")
+        p.add_argument(
+            "--prefix", type=_prefix, default="poles", help="topic prefix (default poles)"
+        )
         p.add_argument("--window-s", type=int, help="measurement window (default 60 s)")
         p.add_argument("--label-dir", type=Path, default=Path("labels"), help="default ./labels")
         online = p.add_argument_group("online (laptop reaches the city's files)")
@@ -570,7 +665,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Generate the pole's key on the controller, configure it, register it "
         "and print its label. Safe to run again after any interruption: it resumes.",
     )
-    pv.add_argument("--pole-id", required=True, help="the number on the mast, e.g. nl-ehv-00042")
+    pv.add_argument(
+        "--pole-id", type=_pole, required=True, help="the number on the mast, e.g. nl-ehv-00042"
+    )
     field_opts(pv)
     pv.set_defaults(fn=_provision)
     rc = sub.add_parser(
@@ -579,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Provision a replacement controller under the pole's existing id. The "
         "pole's history stays under its id; the old controller's key is revoked.",
     )
-    rc.add_argument("pole", help="the pole id")
+    rc.add_argument("pole", type=_pole, help="the pole id")
     field_opts(rc)
     rc.set_defaults(fn=_replace_controller)
     dc = sub.add_parser(
@@ -590,12 +687,12 @@ def main(argv: list[str] | None = None) -> int:
         "controller (power-cycle it afterwards). Give only --port to wipe a controller "
         "without touching the city's lists.",
     )
-    dc.add_argument("pole", help="the pole id")
+    dc.add_argument("pole", type=_pole, help="the pole id")
     dc.add_argument("--trust-db", type=Path, help="revoke the pole's keys here")
     dc.add_argument("--broker-dir", type=Path, help="remove the pole's broker user here")
     dc.add_argument("--port", help="also wipe the controller's key over its console")
     dc.add_argument("--baud", type=int, default=115200)
-    dc.add_argument("--prefix", default="poles")
+    dc.add_argument("--prefix", type=_prefix, default="poles")
     auth_opts(dc)
     dc.set_defaults(fn=_decommission)
     cm = sub.add_parser(
@@ -604,20 +701,31 @@ def main(argv: list[str] | None = None) -> int:
         description="Waits for the pole's signed messages through the broker and prints a "
         "pass/fail report, also saved as .txt and .json. Exit code 0 only on pass.",
     )
-    cm.add_argument("pole", help="the pole id")
+    cm.add_argument("pole", type=_pole, help="the pole id")
     cm.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
     cm.add_argument("--trust", type=Path, required=True, help="trust.json or trust SQLite file")
-    cm.add_argument("--username", help="a reader user made by 'pole-admin broker add --reader'")
+    cm.add_argument(
+        "--username", type=_user, help="a reader user made by 'pole-admin broker add --reader'"
+    )
     cm.add_argument("--password-file", type=Path, help="file holding that reader's password")
     cm.add_argument("--ca-file", type=Path, help="the broker's CA certificate, for mqtts://")
-    cm.add_argument("--prefix", default="poles")
+    cm.add_argument("--prefix", type=_prefix, default="poles")
     cm.add_argument("--timeout", type=float, default=180.0, help="give up after (s), default 180")
     cm.add_argument("--tilt-max", type=float, default=5.0, help="degrees, default 5")
+    cm.add_argument(
+        "--max-age",
+        type=_positive_s,
+        default=DEFAULT_MAX_AGE_S,
+        metavar="S",
+        help="judge only messages sealed within this many seconds of now (by their signed "
+        "time, else their arrival), default 600 (10 min): a retained message from an earlier "
+        "controller or an old one published again cannot make the pole pass",
+    )
     cm.add_argument("--out-dir", type=Path, default=Path("."), help="where the report goes")
     cm.set_defaults(fn=_commission)
     lb = sub.add_parser("label", help="print a pole label again (PNG and SVG with a QR code)")
     lb.add_argument("--state-dir", type=Path, help="read id and fingerprint from a state dir")
-    lb.add_argument("--pole-id")
+    lb.add_argument("--pole-id", type=_pole)
     lb.add_argument("--fingerprint", help="as shown by provision, e.g. ab12:cd34:ef56:7890")
     lb.add_argument("--lat", type=float, required=True)
     lb.add_argument("--lon", type=float, required=True)
@@ -626,7 +734,12 @@ def main(argv: list[str] | None = None) -> int:
     te = sub.add_parser("technician", help="your own key, for offline registrations")
     tesub = te.add_subparsers(dest="sub", required=True)
     tc = tesub.add_parser("create", help="make your key (mode 0600) and print its public half")
-    tc.add_argument("--name", required=True, help="your name or staff number")
+    tc.add_argument(
+        "--name",
+        type=_technician,
+        required=True,
+        help="your name or staff number: letters, digits and '-', e.g. j-devries",
+    )
     tc.add_argument(
         "--dir",
         type=Path,
@@ -643,7 +756,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     opsub = op.add_subparsers(dest="sub", required=True)
     oc = opsub.add_parser("create", help="make an operator key (mode 0600), print its public half")
-    oc.add_argument("--name", required=True, help="the operator's name, e.g. city-ops-1")
+    oc.add_argument(
+        "--name", type=_operator, required=True, help="the operator's name, e.g. city-ops-1"
+    )
     oc.add_argument(
         "--dir",
         type=Path,
@@ -658,7 +773,7 @@ def main(argv: list[str] | None = None) -> int:
         "key. The technician reads the challenge from pole-admin's refusal and runs the "
         "command again with --authorisation FILE.",
     )
-    oa.add_argument("pole", help="the pole id")
+    oa.add_argument("pole", type=_pole, help="the pole id")
     oa.add_argument("command", help="CONFIGURE, CREDENTIALS, OPERATORS or WIPE")
     oa.add_argument("--challenge", required=True, help="the 32 hex digits the pole handed out")
     oa.add_argument(
@@ -679,14 +794,27 @@ def main(argv: list[str] | None = None) -> int:
     t = tsub.add_parser("add", help="register a pole's public key")
     t.add_argument("--db", type=Path, required=True, help="trust list SQLite file")
     t.add_argument("--state-dir", type=Path, help="read pole id and key from a pole's state dir")
-    t.add_argument("--pole-id")
+    t.add_argument("--pole-id", type=_pole)
     t.add_argument("--public-key", help="32-byte Ed25519 public key, hex")
     t.add_argument("--note", default="")
     t.set_defaults(fn=_trust_add)
-    r = tsub.add_parser("revoke", help="revoke a lost or replaced pole's key")
+    r = tsub.add_parser(
+        "revoke",
+        help="revoke a lost, replaced or stolen pole's key",
+        description="Revoke one key (--kid) or every key of a pole (--pole-id): every message "
+        "under it is rejected from then on (verifiers reading the SQLite file reload it by "
+        "themselves; export it again for the others).",
+    )
     r.add_argument("--db", type=Path, required=True)
-    r.add_argument("--pole-id")
-    r.add_argument("--kid")
+    r.add_argument("--pole-id", type=_pole)
+    r.add_argument("--kid", type=_kid, help="16 hex digits, as 'pole-admin trust list' shows")
+    r.add_argument(
+        "--compromised",
+        action="store_true",
+        help="the key was stolen (or may have been): also revoke every key rotated from it, "
+        "directly or in turn, because whoever holds it may already have announced a key of "
+        "their own. Prints how many. The pole then needs a new key (replace-controller)",
+    )
     r.set_defaults(fn=_trust_revoke)
     li = tsub.add_parser("list", help="list keys and their status")
     li.add_argument("--db", type=Path, required=True)
@@ -700,28 +828,32 @@ def main(argv: list[str] | None = None) -> int:
     sy.add_argument("paths", type=Path, nargs="+", help="registration files or directories")
     sy.add_argument("--db", type=Path, required=True)
     sy.add_argument("--broker-dir", type=Path, help="also install the poles' broker passwords")
-    sy.add_argument("--prefix", default="poles")
+    sy.add_argument("--prefix", type=_prefix, default="poles")
     sy.set_defaults(fn=_trust_sync)
     at = tsub.add_parser("add-technician", help="enrol a technician's key (offline registrations)")
     at.add_argument("--db", type=Path, required=True)
-    at.add_argument("--name", required=True)
+    at.add_argument("--name", type=_technician, required=True)
     at.add_argument("--public-key", required=True, help="hex, from 'pole-admin technician create'")
     at.set_defaults(fn=_trust_add_technician)
     rt = tsub.add_parser("revoke-technician", help="stop accepting a technician's registrations")
     rt.add_argument("--db", type=Path, required=True)
-    rt.add_argument("--name", required=True)
+    who = rt.add_mutually_exclusive_group(required=True)
+    who.add_argument("--name", type=_technician, help="every key of this technician")
+    who.add_argument(
+        "--kid", type=_kid, help="one key, as 'pole-admin trust list' shows it (any name)"
+    )
     rt.set_defaults(fn=_trust_revoke_technician)
     ao = tsub.add_parser(
         "add-operator", help="enrol a city operator key (installed on poles at provisioning)"
     )
-    ao.add_argument("name", help="the operator's name")
+    ao.add_argument("name", type=_operator, help="the operator's name")
     ao.add_argument("--db", type=Path, required=True)
     src_op = ao.add_mutually_exclusive_group()
     src_op.add_argument("--public-key", help="hex, from 'pole-admin operator create'")
     src_op.add_argument("--key-dir", type=Path, help="read it from the key's directory")
     ao.set_defaults(fn=_trust_add_operator)
     ro2 = tsub.add_parser("revoke-operator", help="withdraw a city operator key")
-    ro2.add_argument("name", help="the operator's name")
+    ro2.add_argument("name", type=_operator, help="the operator's name")
     ro2.add_argument("--db", type=Path, required=True)
     ro2.set_defaults(fn=_trust_revoke_operator)
 
@@ -729,7 +861,7 @@ def main(argv: list[str] | None = None) -> int:
     bsub = b.add_subparsers(dest="sub", required=True)
     ba = bsub.add_parser("add", help="create or reset a broker user (a pole, or --reader)")
     ba.add_argument("--dir", type=Path, required=True, help="where passwd and acl live")
-    ba.add_argument("--user", required=True, help="the pole id, or a verifier's name")
+    ba.add_argument("--user", type=_user, required=True, help="the pole id, or a verifier's name")
     ba.add_argument("--reader", action="store_true", help="may read every pole's topics")
     ba.add_argument(
         "--password-out",
@@ -737,18 +869,18 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="write the new password here (mode 0600), e.g. the pole's state dir",
     )
-    ba.add_argument("--prefix", default="poles")
+    ba.add_argument("--prefix", type=_prefix, default="poles")
     ba.set_defaults(fn=_broker_add)
     br = bsub.add_parser("remove", help="remove a broker user")
     br.add_argument("--dir", type=Path, required=True)
-    br.add_argument("--user", required=True)
-    br.add_argument("--prefix", default="poles")
+    br.add_argument("--user", type=_user, required=True)
+    br.add_argument("--prefix", type=_prefix, default="poles")
     br.set_defaults(fn=_broker_remove)
 
     au = sub.add_parser("audit", help="every topic and field this gateway can publish")
     src = au.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", type=Path, help="a pole's TOML file")
-    src.add_argument("--board", help="a board profile from hardware/boards/")
+    src.add_argument("--board", type=_board, help="a board profile from hardware/boards/")
     au.add_argument(
         "--unique-devices",
         action="store_true",
@@ -770,11 +902,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     v.add_argument("--trust", type=Path, required=True, help="trust.json or trust SQLite file")
     v.add_argument("--store", type=Path, help="store verified messages (once each) in SQLite")
-    v.add_argument("--prefix", default="poles")
+    v.add_argument(
+        "--replay-window",
+        type=int,
+        default=512,
+        help="recent counters remembered per key; older ones are replays (default 512)",
+    )
+    v.add_argument("--prefix", type=_prefix, default="poles")
     v.add_argument("--share", help="shared-subscription group, to run several verifiers")
     v.add_argument("--max-skew", type=float, help="reject iat further than this from now (s)")
     v.add_argument("--duration", type=float, help="stop after this many seconds")
-    v.add_argument("--username", help="broker user (a reader made by 'pole-admin broker add')")
+    v.add_argument(
+        "--username", type=_user, help="broker user (a reader made by 'pole-admin broker add')"
+    )
     v.add_argument("--password-file", type=Path, help="file holding that user's password")
     v.add_argument("--ca-file", type=Path, help="CA certificate for mqtts:// brokers")
     v.add_argument(

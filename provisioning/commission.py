@@ -12,7 +12,16 @@ trust list (exactly as the city's platform will), and checks:
 
 It waits for two data windows (the first may be partial) and a health message after
 them, or gives up after ``timeout_s``. The report is printed and saved as text and JSON
-for the technician to hand over. Each failed line says what to do about it.
+(mode 0644 whatever the umask) for the technician to hand over. Each failed line says
+what to do about it.
+
+Only fresh messages are judged: one sealed (its signed ``iat``; without one, its arrival)
+more than ``max_age_s`` before now, or that far ahead of this laptop's clock, is ignored
+and the report says how many were. So a retained birth or manifest from an earlier
+controller or configuration, or an old health report published again, cannot make a
+pole pass. The pole sends birth and manifest once per session, though: an older one is
+still current when it comes from the session the fresh messages come from (the same
+key and the same boot epoch, the upper half of the signed cti).
 """
 
 from __future__ import annotations
@@ -20,9 +29,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from edge.state import atomic_write
 from provisioning.verifier import Verdict
+
+DEFAULT_MAX_AGE_S = 600.0  # 10 minutes
+SESSION_KINDS = ("birth", "manifest")  # sent once per session, however long it runs
 
 # What a street can plausibly show (SenML field name -> (low, high)); wider than this is a
 # broken or misplaced sensor even where the sensor itself could measure it.
@@ -61,15 +75,36 @@ def _stamp(v: Verdict) -> float:
     return v.records[0].time if v.records else 0.0
 
 
+def _session(v: Verdict) -> tuple[bytes, int]:
+    """(key, boot epoch) of a message: the daemon run that sealed it."""
+    return v.kid, v.cti >> 32
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
 class Commissioning:
     """Collects one pole's verified messages and judges them."""
 
-    def __init__(self, pole_id: str, tilt_max_deg: float = 5.0, min_data: int = 2) -> None:
+    def __init__(
+        self,
+        pole_id: str,
+        tilt_max_deg: float = 5.0,
+        min_data: int = 2,
+        max_age_s: float = DEFAULT_MAX_AGE_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.pole_id = pole_id
         self.tilt_max = tilt_max_deg
         self.min_data = min_data
+        self.max_age_s = max_age_s
+        self.clock = clock
         self.birth: Verdict | None = None
         self.manifest: Verdict | None = None
+        self._too_old_or_new: list[tuple[Verdict, float]] = []  # (message, age s; < 0: ahead)
+        self._fresh_session: dict[str, Verdict] = {}  # fresh birth and manifest
+        self._old_session: dict[str, Verdict] = {}  # older ones, current if their session is
         self.data: list[Verdict] = []
         self.all_health: list[Verdict] = []
         self.health: list[Verdict] = []  # reports made after the min_data-th window ended
@@ -88,15 +123,39 @@ class Commissioning:
         if v.status != "accepted":
             return
         self.accepted += 1
-        if v.kind == "birth":
-            self.birth = v
-        elif v.kind == "manifest":
-            self.manifest = v
+        age = self._age(v)
+        if age is not None:
+            self._too_old_or_new.append((v, age))
+            if v.kind in SESSION_KINDS and age > 0:
+                self._old_session[v.kind] = v
+        elif v.kind in SESSION_KINDS:
+            self._fresh_session[v.kind] = v
         elif v.kind == "data":
             self.data.append(v)
         elif v.kind == "health":
             self.all_health.append(v)
+        self.birth = self._current("birth")
+        self.manifest = self._current("manifest")
         self._fresh()
+
+    def _age(self, v: Verdict) -> float | None:
+        """How old ``v`` is when it is too old or too far ahead to judge (< 0: ahead of
+        this laptop's clock), else None. Its signed iat, or without one its arrival."""
+        now = self.clock()
+        age = now - (v.iat if v.iat is not None else now)
+        return age if abs(age) > self.max_age_s else None
+
+    def _current(self, kind: str) -> Verdict | None:
+        """The fresh birth (manifest), or an older one of the session that fresh data
+        and health reports come from."""
+        if kind in self._fresh_session:
+            return self._fresh_session[kind]
+        old = self._old_session.get(kind)
+        if old is not None and any(
+            _session(m) == _session(old) for m in (*self.data, *self.all_health)
+        ):
+            return old
+        return None
 
     def _fresh(self) -> None:
         """Health reports the pole made after its min_data-th window ended, by its own
@@ -148,19 +207,28 @@ class Commissioning:
                 "credentials loaded (reload Mosquitto)?"
             )
             out.append(Check("messages verify", False, why))
+        out.append(self._freshness())
         if self.birth:
             b = self._field(self.birth, "")
             loc = (b.get("location/lat"), b.get("location/lon"))
             where = f"at {loc[0]}, {loc[1]}" if loc[0] is not None else "no location configured"
             out.append(Check("birth", True, f"{b.get('software', '?')}, {where}"))
         else:
-            out.append(Check("birth", False, "no birth message: the daemon did not connect"))
+            out.append(
+                Check(
+                    "birth",
+                    False,
+                    "no fresh birth message: the daemon did not connect"
+                    + self._stale_hint("birth"),
+                )
+            )
         sensors = self.sensors()
         out.append(
             Check(
                 "manifest",
                 bool(sensors),
-                ", ".join(f"{k} ({m})" for k, m in sensors.items()) or "no signed manifest",
+                ", ".join(f"{k} ({m})" for k, m in sensors.items())
+                or "no fresh signed manifest" + self._stale_hint("manifest"),
             )
         )
         # The newest by the pole's own time stamp, not by arrival: after a broker hiccup
@@ -236,6 +304,52 @@ class Commissioning:
             out.append(Check("health", False, "no health message after two data windows"))
         return out
 
+    @property
+    def ignored(self) -> list[tuple[str, float]]:
+        """(kind, age in s; < 0: ahead of this laptop's clock) of every message left out
+        of the judgement: too old or too new, and not the running session's birth or
+        manifest."""
+        current = (self.birth, self.manifest)
+        return [(v.kind, age) for v, age in self._too_old_or_new if v not in current]
+
+    def _freshness(self) -> Check:
+        """What was ignored as too old or too new: said in the report, never silent."""
+        limit = _minutes(self.max_age_s)
+        ignored = self.ignored
+        old = [k for k, age in ignored if age > 0]
+        ahead = [k for k, age in ignored if age < 0]
+        parts = []
+        if old:
+            kinds = ", ".join(sorted(set(old)))
+            parts.append(
+                f"ignored {len(old)} sealed more than {limit} ago ({kinds}): retained "
+                "from an earlier session or controller, a spooled backlog, or a replay"
+            )
+        if ahead:
+            parts.append(
+                f"ignored {len(ahead)} sealed more than {limit} ahead of this laptop's "
+                "clock: check the clocks of the pole and the laptop"
+            )
+        session = [
+            k
+            for k in SESSION_KINDS
+            if k in self._old_session and getattr(self, k) is self._old_session[k]
+        ]
+        if session:
+            parts.append(
+                f"{' and '.join(session)} sent when the running session began, more than "
+                f"{limit} ago: current"
+            )
+        return Check("fresh messages", not ahead, "; ".join(parts) or f"all from the last {limit}")
+
+    def _stale_hint(self, kind: str) -> str:
+        if kind not in self._old_session:
+            return ""
+        return (
+            " (an older one, not from the session now running, was ignored): restart the "
+            "pole's daemon (power-cycle the controller) and commission again"
+        )
+
     def passed(self) -> bool:
         return self.complete() and all(c.ok for c in self.checks())
 
@@ -262,15 +376,20 @@ class Commissioning:
             "result": "pass" if self.passed() else "fail",
             "complete": self.complete(),
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "max_age_s": self.max_age_s,
+            "ignored": [{"kind": k, "age_s": round(age, 1)} for k, age in self.ignored],
             "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks()],
         }
 
     def save(self, directory: Path) -> Path:
+        """Write the report as .txt and .json (mode 0644 whatever the umask, never through
+        a symbolic link); returns the .txt path."""
         directory.mkdir(parents=True, exist_ok=True)
         stem = f"commission-{self.pole_id}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-        (directory / f"{stem}.json").write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        doc = json.dumps(self.to_json(), indent=2) + "\n"
+        atomic_write(directory / f"{stem}.json", doc.encode(), mode=0o644)
         path = directory / f"{stem}.txt"
-        path.write_text(self.report())
+        atomic_write(path, self.report().encode(), mode=0o644)
         return path
 
 
@@ -281,13 +400,15 @@ async def commission(
     login: object = None,
     timeout_s: float = 120.0,
     tilt_max_deg: float = 5.0,
+    max_age_s: float = DEFAULT_MAX_AGE_S,
 ) -> Commissioning:
-    """Listen until the pole's messages are complete (or ``timeout_s``) and judge them."""
+    """Listen until the pole's messages are complete (or ``timeout_s``) and judge the
+    fresh ones (sealed at most ``max_age_s`` ago)."""
     import aiomqtt
 
     from provisioning.receiver import _client, broker_address, run_receiver
 
-    job = Commissioning(pole_id, tilt_max_deg=tilt_max_deg)
+    job = Commissioning(pole_id, tilt_max_deg=tilt_max_deg, max_age_s=max_age_s)
     # Our own connection first: if the laptop cannot log in, say so, instead of waiting
     # minutes and then blaming the pole.
     host, port, tls = broker_address(broker_url)

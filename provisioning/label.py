@@ -7,13 +7,17 @@ QR content (byte mode, ECC level M)::
     lightpole:1;pole=<pole id>;fp=<fingerprint>
 
 The SVG is vector (for label printers), the PNG 300 dpi at 62 x 29 mm (a common
-label-roll size). Needs the ``field`` extra: segno (QR) and Pillow (PNG).
+label-roll size); both are written mode 0644 whatever the umask. Needs the ``field``
+extra: segno (QR) and Pillow (PNG).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from xml.sax.saxutils import escape
+
+from edge.names import check_pole_id
+from edge.state import atomic_write
 
 WIDTH_MM, HEIGHT_MM = 62.0, 29.0
 DPI = 300
@@ -29,7 +33,9 @@ def parse_qr_text(text: str) -> tuple[str, str]:
     if head != "lightpole:1":
         raise ValueError("not a lightpole label")
     fields = dict(part.split("=", 1) for part in rest.split(";") if "=" in part)
-    return fields["pole"], fields["fp"]
+    if "pole" not in fields or "fp" not in fields:
+        raise ValueError("a lightpole label names a pole and a fingerprint")
+    return check_pole_id(fields["pole"]), fields["fp"]
 
 
 def _matrix(text: str) -> list[list[bool]]:
@@ -108,8 +114,12 @@ def render_png(pole_id: str, fp: str, lat: float, lon: float) -> bytes:
 def write_label(
     directory: Path, pole_id: str, fp: str, lat: float, lon: float
 ) -> tuple[Path, Path]:
+    """``<pole id>.png`` and ``.svg`` in ``directory``, mode 0644 whatever the umask,
+    never written through a symbolic link. The pole id names the files: it follows the
+    one name rule (InvalidName otherwise), so it cannot point elsewhere."""
+    check_pole_id(pole_id)
     directory.mkdir(parents=True, exist_ok=True)
     png, svg = directory / f"{pole_id}.png", directory / f"{pole_id}.svg"
-    png.write_bytes(render_png(pole_id, fp, lat, lon))
-    svg.write_text(render_svg(pole_id, fp, lat, lon))
+    atomic_write(png, render_png(pole_id, fp, lat, lon), mode=0o644)
+    atomic_write(svg, render_svg(pole_id, fp, lat, lon).encode(), mode=0o644)
     return png, svg

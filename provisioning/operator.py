@@ -158,7 +158,8 @@ class OperatorKey:
         seed = os.urandom(32)
         write_new_secret(directory / OPERATOR_KEY, seed)  # O_EXCL: never through a link
         key = OperatorKey(name, seed)
-        atomic_write(directory / OPERATOR_PUB, json.dumps(key.public_record(), indent=2).encode())
+        record = json.dumps(key.public_record(), indent=2).encode()
+        atomic_write(directory / OPERATOR_PUB, record, mode=0o644)
         return key
 
     @staticmethod

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from edge.cose import fingerprint
 from edge.names import InvalidName, check_pole_id
+from edge.state import atomic_write
 from provisioning.broker_auth import BrokerAuth, password_hash
 from provisioning.console_client import ConsoleClient, ConsoleRefused, ProvisionError, printable
 from provisioning.operator import Authoriser
@@ -297,6 +298,13 @@ class Provisioner:
         p = self.plan
         if p.offline_dir is not None:
             return  # checked by 'trust sync' at the office
+        # A pole's broker user is its pole id: a pole id that names one of the city's
+        # reader accounts would give that account's password to the pole.
+        auth = BrokerAuth(p.broker_dir, topic_prefix=p.topic_prefix)  # type: ignore[arg-type]
+        if auth.role(p.pole_id) == "reader":
+            raise ProvisionError(
+                f"{p.pole_id} is one of the city's reader accounts", "check the pole number"
+            )
         with TrustList(p.trust_db) as tl:  # type: ignore[arg-type]
             mine = [r for r in tl.records() if r.public_key == self.public]
             others = [r for r in tl.active_keys(p.pole_id) if r.public_key != self.public]
@@ -376,9 +384,7 @@ class Provisioner:
         read_registration(data, lambda kid: (tech.name, tech.public_key, "active"))  # self-check
         p.offline_dir.mkdir(parents=True, exist_ok=True)
         path = registration_path(p.offline_dir, p.pole_id, self.public)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        atomic_write(path, data, mode=0o600)  # holds the broker password's hash
         self._step(
             6,
             f"signed registration written to {path}; at the office: pole-admin trust sync "

@@ -26,6 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge.config import parse_broker_url
+from edge.state import create_empty
 from edge.transport.mqtt import MAX_PACKET_SIZE
 from provisioning.verifier import Verdict, Verifier
 
@@ -51,6 +52,7 @@ class Store:
     key's replay state, so that a restarted verifier still rejects an old message."""
 
     def __init__(self, path: Path) -> None:
+        create_empty(path, 0o644)  # exact mode whatever the umask
         self.db = sqlite3.connect(path)
         self.db.execute("PRAGMA journal_mode=WAL")
         columns = [r[1] for r in self.db.execute("PRAGMA table_info(messages)")]

@@ -85,7 +85,7 @@ class TechnicianKey:
     """The technician's signing key on the laptop (mode 0600, never printed)."""
 
     def __init__(self, name: str, seed: bytes) -> None:
-        self.name = name
+        self.name = check_id(name, "technician")
         self.public_key, self._sk = crypto_sign_seed_keypair(seed)
         self.kid = kid_for(self.public_key)
 
@@ -109,11 +109,13 @@ class TechnicianKey:
 
     @staticmethod
     def create(directory: Path, name: str) -> TechnicianKey:
+        check_id(name, "technician")  # before anything is written
         directory.mkdir(parents=True, exist_ok=True)
         seed = os.urandom(32)
         write_new_secret(directory / TECH_KEY, seed)
         key = TechnicianKey(name, seed)
-        atomic_write(directory / TECH_PUB, json.dumps(key.public_record(), indent=2).encode())
+        record = json.dumps(key.public_record(), indent=2).encode()
+        atomic_write(directory / TECH_PUB, record, mode=0o644)
         return key
 
     @staticmethod
@@ -147,7 +149,13 @@ class TechnicianKey:
                 f"{path.parent / TECH_PUB} is missing or damaged: it names the technician; "
                 "restore it from the laptop's backup"
             ) from None
-        return TechnicianKey(name, seed)
+        try:
+            return TechnicianKey(name, seed)
+        except InvalidName as exc:
+            raise ValueError(
+                f"{path.parent / TECH_PUB}: {exc}; make a new key with 'pole-admin technician "
+                "create --name NAME --dir NEW_DIR' and ask the city to enrol it"
+            ) from None
 
 
 def make_registration(tech: TechnicianKey, fields: dict) -> bytes:

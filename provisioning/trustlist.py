@@ -8,6 +8,12 @@ Three tables, three roles that never share a key: ``keys`` (poles: they sign wha
 publish), ``technicians`` (they sign offline registrations) and ``operators`` (the
 city: installed on every pole at provisioning, they authorise changes to a finished
 pole). A public key enrolled in one role is refused in another.
+
+A pole key added by a rotation records the key it was rotated from (``rotated_from``):
+whoever stole a key can announce a rotation with it before the theft is noticed, so
+revoking a stolen key (``revoke(..., compromised=True)``) also revokes every key rotated
+from it, transitively, and a key announced under a revoked key is recorded revoked.
+Names (pole ids, technicians, operators) follow the one rule of ``edge.names``.
 """
 
 from __future__ import annotations
@@ -15,13 +21,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import cbor2
 
 from edge.cose import kid_for
-from edge.names import InvalidName, check_id
-from edge.state import atomic_write
+from edge.names import InvalidName, check_id, check_pole_id
+from edge.state import atomic_write, create_empty
 
 FORMAT = "lightpole-trust-list"
 VERSION = 1
@@ -34,9 +41,12 @@ CREATE TABLE IF NOT EXISTS keys (
     status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
     added REAL NOT NULL,
     revoked REAL,
-    note TEXT NOT NULL DEFAULT ''
+    note TEXT NOT NULL DEFAULT '',
+    rotated_from TEXT
 )
 """
+_ROTATED_INDEX = "CREATE INDEX IF NOT EXISTS keys_rotated_from ON keys (rotated_from)"
+_DB_MODE = 0o644  # public keys only; SQLite gives its -wal and -shm files the same mode
 
 
 _TECH_SCHEMA = """
@@ -67,7 +77,16 @@ class TrustError(ValueError):
 
 
 class KeyRecord:
-    def __init__(self, pole_id: str, public_key: bytes, status: str = "active") -> None:
+    """One pole key. ``rotated_from``: the kid (hex) of the key whose rotation
+    announcement added it, or None."""
+
+    def __init__(
+        self,
+        pole_id: str,
+        public_key: bytes,
+        status: str = "active",
+        rotated_from: str | None = None,
+    ) -> None:
         if len(public_key) != 32:
             raise TrustError(
                 f"pole {pole_id}: an Ed25519 public key is 32 bytes, got {len(public_key)}"
@@ -76,6 +95,7 @@ class KeyRecord:
         self.public_key = public_key
         self.kid = kid_for(public_key)
         self.status = status
+        self.rotated_from = rotated_from
 
     @property
     def active(self) -> bool:
@@ -107,12 +127,40 @@ class TrustList:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        create_empty(path, _DB_MODE)  # exact mode whatever the umask
         self.db = sqlite3.connect(path)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(_SCHEMA)
         self.db.execute(_TECH_SCHEMA)
         self.db.execute(_OPERATOR_SCHEMA)
         self.db.commit()
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a trust list made by an earlier version up to date, in place: the
+        ``rotated_from`` column, filled for keys whose note says which key they were
+        rotated from (what the verifier wrote before the column existed)."""
+        if "rotated_from" not in self._columns():
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")  # one process migrates, others wait
+                if "rotated_from" not in self._columns():
+                    self.db.execute("ALTER TABLE keys ADD COLUMN rotated_from TEXT")
+                    self._backfill_rotated_from()
+        self.db.execute(_ROTATED_INDEX)
+        self.db.commit()
+
+    def _columns(self) -> set[str]:
+        return {row[1] for row in self.db.execute("PRAGMA table_info(keys)")}
+
+    def _backfill_rotated_from(self) -> None:
+        rows = self.db.execute(
+            "SELECT kid, pole_id, note FROM keys WHERE note LIKE 'rotated from %'"
+        ).fetchall()
+        for kid, pole_id, note in rows:
+            old = note[len("rotated from ") :].strip()
+            parent = self.db.execute("SELECT pole_id FROM keys WHERE kid = ?", (old,)).fetchone()
+            if old != kid and parent is not None and parent[0] == pole_id:
+                self.db.execute("UPDATE keys SET rotated_from = ? WHERE kid = ?", (old, kid))
 
     def close(self) -> None:
         self.db.close()
@@ -143,10 +191,35 @@ class TrustList:
                 f"make a separate key for the {role}"
             )
 
-    def add(self, pole_id: str, public_key: bytes, note: str = "") -> KeyRecord:
-        """Register a pole's key. Idempotent for the same key; refuses a revoked one."""
-        rec = KeyRecord(pole_id, public_key)
+    def add(
+        self,
+        pole_id: str,
+        public_key: bytes,
+        note: str = "",
+        rotated_from: str | None = None,
+    ) -> KeyRecord:
+        """Register a pole's key. Idempotent for the same key; refuses a revoked one.
+
+        ``rotated_from``: the kid (hex) of the key whose rotation announcement adds this
+        one. A key announced under a revoked key is never active: it is recorded (so a
+        later look at the list shows what the announcement tried) and returned revoked;
+        such a key, already listed as revoked, is returned as it is rather than refused.
+        """
+        try:
+            check_pole_id(pole_id)
+        except InvalidName as exc:
+            raise TrustError(str(exc)) from None
+        rec = KeyRecord(pole_id, public_key, rotated_from=rotated_from)
         self._refuse_other_role(public_key, "pole", f"pole {pole_id}")
+        status = "active"
+        if rotated_from is not None:
+            parent = self.db.execute(
+                "SELECT pole_id, status FROM keys WHERE kid = ?", (rotated_from,)
+            ).fetchone()
+            if parent is not None and parent[0] != pole_id:
+                raise TrustError(f"key {rotated_from} belongs to pole {parent[0]}, not {pole_id}")
+            if parent is not None and parent[1] == "revoked":
+                status = "revoked"
         row = self.db.execute(
             "SELECT pole_id, status FROM keys WHERE kid = ?", (rec.kid.hex(),)
         ).fetchone()
@@ -154,57 +227,124 @@ class TrustList:
             if row[0] != pole_id:
                 raise TrustError(f"key {rec.kid.hex()} is already registered for pole {row[0]}")
             if row[1] == "revoked":
+                if rotated_from is not None:
+                    rec.status = "revoked"
+                    return rec
                 raise TrustError(
                     f"key {rec.kid.hex()} of pole {pole_id} was revoked; generate a new key"
                 )
             return rec
+        now = time.time()
         with self.db:
             self.db.execute(
-                "INSERT INTO keys (kid, pole_id, public_key, status, added, note) "
-                "VALUES (?, ?, ?, 'active', ?, ?)",
-                (rec.kid.hex(), pole_id, public_key.hex(), time.time(), note),
+                "INSERT INTO keys (kid, pole_id, public_key, status, added, revoked, note, "
+                "rotated_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rec.kid.hex(),
+                    pole_id,
+                    public_key.hex(),
+                    status,
+                    now,
+                    now if status == "revoked" else None,
+                    note,
+                    rotated_from,
+                ),
             )
+        rec.status = status
         return rec
 
-    def revoke(self, pole_id: str | None = None, kid: str | None = None) -> int:
-        """Revoke one key (by kid) or every active key of a pole; returns how many."""
+    def revoke(
+        self, pole_id: str | None = None, kid: str | None = None, compromised: bool = False
+    ) -> int:
+        """Revoke one key (by kid) or every active key of a pole; returns how many.
+
+        ``compromised``: the key was (or may have been) stolen. Whoever holds it may
+        already have announced a rotation to a key of their own, so every key rotated
+        from it is revoked too, transitively (see ``rotated_from_keys``)."""
         if not (pole_id or kid):
             raise TrustError("name a pole id or a kid to revoke")
         with self.db:
             if kid:
-                cur = self.db.execute(
-                    "UPDATE keys SET status='revoked', revoked=? WHERE kid=? AND status='active'",
-                    (time.time(), kid),
-                )
+                kids = [kid]
             else:
-                cur = self.db.execute(
-                    "UPDATE keys SET status='revoked', revoked=? "
-                    "WHERE pole_id=? AND status='active'",
-                    (time.time(), pole_id),
-                )
-        return cur.rowcount
+                rows = self.db.execute("SELECT kid FROM keys WHERE pole_id=?", (pole_id,))
+                kids = [r[0] for r in rows]
+            if compromised:
+                kids += self.rotated_from_keys(kids)
+            now = time.time()
+            n = 0
+            for k in kids:
+                n += self.db.execute(
+                    "UPDATE keys SET status='revoked', revoked=? WHERE kid=? AND status='active'",
+                    (now, k),
+                ).rowcount
+        return n
+
+    def rotated_from_keys(self, kids: Iterable[str]) -> list[str]:
+        """The kids (hex) of every key rotated from one of ``kids``, transitively, in the
+        order of the rotations (``kids`` themselves not included)."""
+        seen = set(kids)
+        out: list[str] = []
+        frontier = list(seen)
+        while frontier:
+            marks = ",".join("?" * len(frontier[:500]))
+            rows = self.db.execute(
+                f"SELECT kid FROM keys WHERE rotated_from IN ({marks}) ORDER BY added",
+                frontier[:500],
+            ).fetchall()
+            frontier = frontier[500:]
+            for (k,) in rows:
+                if k not in seen:
+                    seen.add(k)
+                    out.append(k)
+                    frontier.append(k)
+        return out
 
     def active_keys(self, pole_id: str) -> list[KeyRecord]:
         return [r for r in self.records() if r.pole_id == pole_id and r.active]
 
     # -- technicians: whose signed offline registrations the city accepts ---------------
     def add_technician(self, name: str, public_key: bytes) -> str:
+        """Enrol a technician's key; returns its kid (hex). Idempotent for the same name
+        and key; a key enrolled under another name, or revoked, is refused."""
+        try:
+            check_id(name, "technician")
+        except InvalidName as exc:
+            raise TrustError(str(exc)) from None
         if len(public_key) != 32:
             raise TrustError(f"technician {name}: an Ed25519 public key is 32 bytes")
         self._refuse_other_role(public_key, "technician", f"technician {name}")
         kid = kid_for(public_key).hex()
+        row = self.db.execute(
+            "SELECT name, status FROM technicians WHERE kid = ?", (kid,)
+        ).fetchone()
+        if row:
+            if row[1] == "revoked":
+                raise TrustError(
+                    f"technician key {kid} was revoked; the technician makes a new key with "
+                    "'pole-admin technician create' and the city enrols that one"
+                )
+            if row[0] != name:
+                raise TrustError(f"technician key {kid} is already enrolled as {row[0]}")
+            return kid
         with self.db:
             self.db.execute(
-                "INSERT OR IGNORE INTO technicians (kid, name, public_key, status, added) "
+                "INSERT INTO technicians (kid, name, public_key, status, added) "
                 "VALUES (?, ?, ?, 'active', ?)",
                 (kid, name, public_key.hex(), time.time()),
             )
         return kid
 
-    def revoke_technician(self, name: str) -> int:
+    def revoke_technician(self, name: str | None = None, kid: str | None = None) -> int:
+        """Revoke every active key of technician ``name``, or the key ``kid`` (hex: also
+        for a name enrolled before names followed the rule); returns how many."""
+        if not (name or kid):
+            raise TrustError("name a technician or a kid to revoke")
+        where, arg = ("kid", kid) if kid else ("name", name)
         with self.db:
             cur = self.db.execute(
-                "UPDATE technicians SET status='revoked' WHERE name=? AND status='active'", (name,)
+                f"UPDATE technicians SET status='revoked' WHERE {where}=? AND status='active'",
+                (arg,),
             )
         return cur.rowcount
 
@@ -276,9 +416,9 @@ class TrustList:
 
     def records(self) -> list[KeyRecord]:
         rows = self.db.execute(
-            "SELECT pole_id, public_key, status FROM keys ORDER BY pole_id, added"
+            "SELECT pole_id, public_key, status, rotated_from FROM keys ORDER BY pole_id, added"
         ).fetchall()
-        return [KeyRecord(r[0], bytes.fromhex(r[1]), r[2]) for r in rows]
+        return [KeyRecord(r[0], bytes.fromhex(r[1]), r[2], r[3]) for r in rows]
 
     def export(self) -> dict:
         rows = self.db.execute(
@@ -318,12 +458,21 @@ def load_keys(source: Path) -> dict[bytes, KeyRecord]:
             doc = json.loads(source.read_text())
         except json.JSONDecodeError as exc:
             raise TrustError(f"{source}: not valid JSON ({exc})") from None
-        if doc.get("format") != FORMAT:
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise TrustError(f"{source}: not a {FORMAT} file")
-        recs = [
-            KeyRecord(k["pole_id"], bytes.fromhex(k["public_key"]), k["status"])
-            for k in doc["keys"]
-        ]
+        try:
+            recs = [
+                KeyRecord(check_pole_id(k["pole_id"]), bytes.fromhex(k["public_key"]), k["status"])
+                for k in doc["keys"]
+            ]
+            if any(r.status not in ("active", "revoked") for r in recs):
+                raise ValueError
+        except TrustError:
+            raise
+        except InvalidName as exc:
+            raise TrustError(f"{source}: {exc}") from None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise TrustError(f"{source}: not a valid exported trust list (keys)") from None
     else:
         with TrustList(source) as tl:
             recs = tl.records()

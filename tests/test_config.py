@@ -514,6 +514,8 @@ def table_of(draw: st.DrawFn, table: Table) -> dict:
             )
             continue
         raw[key.name] = values[key.name] = draw(value_for(key, values))
+        if key.name == "min_bin_s":  # the floor under the floor: never below a minute
+            values[key.name] = max(60, values[key.name])
     return raw
 
 

@@ -24,7 +24,7 @@ from edge.state import load_identity
 from host_sim.broker import Mosquitto
 from host_sim.controller import SimController
 from host_sim.world import World
-from provisioning.broker_auth import BrokerAuth
+from provisioning.broker_auth import BrokerAuth, write_secret
 from provisioning.operator import OperatorKey
 from provisioning.trustlist import TrustList, load_keys
 from provisioning.verifier import Verifier
@@ -238,10 +238,10 @@ def test_label_qr_code_decodes_with_an_independent_reader(controller, tmp_path):
 def test_offline_registration_is_signed_and_synced_later(controller, tmp_path):
     tech_dir = tmp_path / "tech"
     pub = json.loads(
-        admin("technician", "create", "--name", "j.devries", "--dir", str(tech_dir)).stdout
+        admin("technician", "create", "--name", "j-devries", "--dir", str(tech_dir)).stdout
     )
     db = tmp_path / "trust.sqlite"
-    admin("trust", "add-technician", "--db", str(db), "--name", "j.devries",
+    admin("trust", "add-technician", "--db", str(db), "--name", "j-devries",
           "--public-key", pub["public_key"])  # fmt: skip
     enrol_operator(tmp_path)
     admin("trust", "export", "--db", str(db), "--out", str(tmp_path / "trust.json"))
@@ -288,7 +288,7 @@ def test_offline_registration_is_signed_and_synced_later(controller, tmp_path):
     assert f"ok       {reg.name}" in r.stdout and (regs / "synced" / reg.name).exists()
     assert not (regs / "synced" / "synced").exists()
     listing = admin("trust", "list", "--db", str(db)).stdout
-    assert "technician j.devries" in listing and "active" in listing
+    assert "technician j-devries" in listing and "active" in listing
 
     # A registration signed by a technician the city does not know, or no longer trusts.
     other = tmp_path / "other"
@@ -305,11 +305,11 @@ def test_offline_registration_is_signed_and_synced_later(controller, tmp_path):
           "--public-key", m.public_key.hex())  # fmt: skip
     r = admin("trust", "sync", str(regs), "--db", str(db), check=False)
     assert "REJECTED fake.lpreg: the pole's proof of possession does not verify" in r.stdout
-    admin("trust", "revoke-technician", "--db", str(db), "--name", "j.devries")
+    admin("trust", "revoke-technician", "--db", str(db), "--name", "j-devries")
     replay = regs / "replay.lpreg"
     replay.write_bytes((regs / "synced" / reg.name).read_bytes())
     r = admin("trust", "sync", str(replay), "--db", str(db), check=False)
-    assert "REJECTED replay.lpreg: technician j.devries's key is revoked" in r.stdout
+    assert "REJECTED replay.lpreg: technician j-devries's key is revoked" in r.stdout
 
 
 # -- replacing a controller, decommissioning --------------------------------------------------
@@ -384,7 +384,7 @@ def city_broker(tmp_path: Path):
     """Mosquitto as the city runs it: passwords and ACLs from pole-admin, no anonymous."""
     auth = BrokerAuth(tmp_path / "auth")
     reader = auth.add("city-commissioning", reader=True)
-    (tmp_path / "reader.password").write_text(reader + "\n")
+    write_secret(tmp_path / "reader.password", reader + "\n")  # 0600, as pole-admin writes it
     broker = Mosquitto(workdir=tmp_path / "mosq")
     broker.conf.write_text(
         broker.base_config() + f"listener {broker.port} 127.0.0.1\n" + auth.mosquitto_config()

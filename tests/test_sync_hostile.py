@@ -286,7 +286,7 @@ def field_corpus(office: Office) -> dict[str, tuple[bytes, str]]:
         "lat-range": (91.0, "field lat must be a number from -90 to 90"),
         "lon": (float("inf"), "field lon must be a number from -180 to 180"),
         "board": ("../boards/x", "board"),
-        "board-int": (7, "board a value of type int is not valid"),
+        "board-int": (7, "board 7 is not valid"),
         "broker_user": ("nl-sync-0002", "is not the pole id"),
         "broker_user-reader": (READER, "is not the pole id"),
         "broker_user-wildcard": ("#", "is not the pole id"),
@@ -321,7 +321,7 @@ def field_corpus(office: Office) -> dict[str, tuple[bytes, str]]:
     out["unknown-field"] = (office.signed(extra), 'unexpected field "admin"')
     extra = office.body(PoleKey())
     extra[1] = "x"
-    out["integer-key"] = (office.signed(extra), "unexpected field a value of type int")
+    out["integer-key"] = (office.signed(extra), "unexpected field 1")
     wrong_proof = office.body(PoleKey())
     wrong_proof["proof"] = bytes(64)
     out["wrong-proof"] = (office.signed(wrong_proof), "proof of possession does not verify")
