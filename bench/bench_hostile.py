@@ -94,7 +94,7 @@ def main() -> int:
         f"{'peak KiB':>9}  verdict"
     )
     worst_cpu, worst_mem = ("", 0.0), ("", 0)
-    rows = corpus(evil, honest.pole_id)
+    rows = corpus(evil, honest.pole_id, victim_kid=honest.kid)
     # The costliest pack a compromised pole can get ACCEPTED: as many records as a pack
     # may hold (MAX_RECORDS), each a distinct, declared health counter with a long name
     # (no cache helps), filling the size limit.

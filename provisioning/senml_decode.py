@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from operator import itemgetter
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-:./_]*$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-:./_]*")  # fullmatch: "$" admits a "\n"
 ABSOLUTE_TIME = 2**28
 
 BVER, BN, BT, BU, BV, BS = -1, -2, -3, -4, -5, -6
@@ -55,7 +55,7 @@ _MISSING = object()
 def _name_ok(name: str) -> bool:
     ok = _NAME_OK.get(name)
     if ok is None:
-        ok = bool(name) and NAME_RE.match(name) is not None
+        ok = bool(name) and NAME_RE.fullmatch(name) is not None
         if len(_NAME_OK) < _NAME_CACHE_MAX:
             _NAME_OK[name] = ok
     return ok

@@ -66,11 +66,16 @@ def billion_laughs(levels: int = 24) -> bytes:
 
 
 def corpus(
-    h: Signer, victim: str, max_size: int = 16 * 1024, now: int = NOW
+    h: Signer,
+    victim: str,
+    max_size: int = 16 * 1024,
+    now: int = NOW,
+    victim_kid: bytes | None = None,
 ) -> list[tuple[str, str, bytes, tuple]]:
     """Hostile messages signed (where signing helps the attack) by ``h``'s key; ``victim``
-    is an honest pole's id. ``max_size``: the verifier's message limit; ``now``: the
-    verifier's clock (messages are stamped with it, the stale and future ones a day off)."""
+    is an honest pole's id (``victim_kid`` its key id). ``max_size``: the verifier's
+    message limit; ``now``: the verifier's clock (messages are stamped with it, the stale
+    and future ones a day off)."""
     out: list[tuple[str, str, bytes, tuple]] = []
     seq = iter(range(100, 100_000))
 
@@ -146,6 +151,9 @@ def corpus(
             ("iss",),
         )
     )
+    if victim_kid is not None:  # the honest pole's kid on the attacker's topic
+        kid_swap = _protected(h, "data", iat=now, seq=next(seq), extra={4: victim_kid})
+        out.append(("cross-pole kid", "data", _sig1(h, kid_swap, b"\x80"), ("iss",)))
     out.append(
         (
             "another pole's records",

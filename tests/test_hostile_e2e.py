@@ -92,7 +92,7 @@ def test_a_compromised_pole_cannot_break_the_chain(tmp_path):
     verifier.check = capture  # type: ignore[method-assign]
     seen: list = []
     now = int(time.time())
-    items = corpus(evil, HONEST[0], now=now)
+    items = corpus(evil, HONEST[0], now=now, victim_kid=poles[0].identity.kid)
     forged = good_data(evil, 2, now)  # offered on the honest poles' topics
     attack_over: list[float] = []
 
