@@ -20,9 +20,9 @@ from edge.config import MqttConfig
 from edge.cose import Signer
 from edge.health import Health
 from edge.outbox import Outbox
-from edge.publisher import Publisher
 from edge.spool import Spool
 from edge.state import PersistentCounter
+from edge.transport.mqtt import MqttTransport
 from host_sim.broker import Mosquitto
 
 PAYLOAD = os.urandom(880)  # a signed demo-pole window is ~880 bytes
@@ -32,10 +32,10 @@ def bare_inserts(path: Path, n: int) -> float:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, topic TEXT, payload BLOB)")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, kind TEXT, payload BLOB)")
     t0 = time.perf_counter()
     for _ in range(n):
-        db.execute("INSERT INTO t (topic, payload) VALUES (?, ?)", ("poles/p/data", PAYLOAD))
+        db.execute("INSERT INTO t (kind, payload) VALUES (?, ?)", ("data", PAYLOAD))
     el = time.perf_counter() - t0
     db.close()
     return el / n
@@ -45,7 +45,7 @@ def spool_puts(path: Path, n: int) -> float:
     sp = Spool(path)
     t0 = time.perf_counter()
     for _ in range(n):
-        sp.put("poles/p/data", PAYLOAD, "data")
+        sp.put("data", PAYLOAD)
     el = time.perf_counter() - t0
     sp.close()
     return el / n
@@ -56,10 +56,10 @@ async def drain(work: Path, n: int) -> tuple[float, int]:
         sp = Spool(work / "drain.sqlite")
         signer = Signer(bytes(32), "nl-bench-0001")
         health = Health()
-        outbox = Outbox(signer, PersistentCounter(work / "boot"), sp, health, "poles")
+        outbox = Outbox(signer, PersistentCounter(work / "boot"), sp, health)
         for _ in range(n):  # a backlog as after a long outage
             outbox.post("data", PAYLOAD)
-        pub = Publisher(
+        pub = MqttTransport(
             MqttConfig({"url": broker.url}),
             outbox,
             PersistentCounter(work / "bdseq"),
