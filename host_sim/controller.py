@@ -12,6 +12,7 @@ Tests and ``pole-sim controller`` use it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import tty
@@ -64,11 +65,14 @@ class SimController:
         return self
 
     def close(self) -> None:
+        """Stop the console and close both ends of its pty (a pulled cable); idempotent."""
         self._stop.set()
         if self._thread:
             self._thread.join(2)
         for fd in (self._master, self._slave):
-            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._master = self._slave = -1
 
     def provisioned(self) -> bool:
         return (self.state_dir / PROVISIONED_FILE).exists()

@@ -318,6 +318,7 @@ def _plan(a: argparse.Namespace, replace: bool, pole_id: str):
         replace=replace,
         operators_source=a.operators,
         authoriser=_authoriser(a),
+        new_password=getattr(a, "new_password", False),
     )
 
 
@@ -380,7 +381,20 @@ def _commission(a: argparse.Namespace) -> int:
     from provisioning.receiver import BrokerLogin
     from provisioning.verifier import Verifier
 
-    verifier = Verifier(load_keys(a.trust), topic_prefix=a.prefix)
+    keys = load_keys(a.trust)
+    active = [k for k in keys.values() if k.pole_id == a.pole and k.active]
+    if not active:  # nothing it sends could verify: say so now, not after the timeout
+        known = any(k.pole_id == a.pole for k in keys.values())
+        print(
+            f"pole-admin commission: {a.pole} has "
+            + ("only revoked keys" if known else "no key")
+            + f" in {a.trust}, so nothing it sends can verify. Provision it first "
+            "(pole-admin provision), or sync its offline registration (pole-admin trust "
+            "sync) and export the trust list again; check the pole number.",
+            file=sys.stderr,
+        )
+        return 2
+    verifier = Verifier(keys, topic_prefix=a.prefix)
     password = read_private(a.password_file).decode().strip() if a.password_file else None
     login = BrokerLogin(a.username, password, str(a.ca_file) if a.ca_file else None)
     print(f"waiting for signed messages from {a.pole} (up to {a.timeout:g} s) ...", flush=True)
@@ -622,6 +636,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         p.add_argument("--window-s", type=int, help="measurement window (default 60 s)")
         p.add_argument("--label-dir", type=Path, default=Path("labels"), help="default ./labels")
+        p.add_argument(
+            "--new-password",
+            action="store_true",
+            help="give a pole that already has a working broker password a new one (offline: "
+            "sync the new registration before the pole restarts, or it cannot connect)",
+        )
         online = p.add_argument_group("online (laptop reaches the city's files)")
         online.add_argument("--trust-db", type=Path, help="the city's trust list (SQLite)")
         online.add_argument("--broker-dir", type=Path, help="Mosquitto passwd/acl directory")

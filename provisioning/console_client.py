@@ -67,7 +67,20 @@ class ConsoleClient:
         ``once``: for a command carrying a one-time authorisation. It is sent again only
         when the controller said the request arrived damaged (then it did not use the
         authorisation); after silence it is not, because the controller may have used it.
+        A pulled cable (the device vanishes, a read or write fails) ends in a sentence on
+        what to check, never a traceback.
         """
+        try:
+            return self._request(command, args, once)
+        except (serial.SerialException, OSError) as exc:
+            raise ProvisionError(
+                f"the serial console {self.port} went away during {command} "
+                f"({type(exc).__name__}: {printable(str(exc))[:80]})",
+                "check the cable and its connector at both ends (was it pulled?), plug it "
+                "back in and run the same command again: it resumes where it stopped",
+            ) from None
+
+    def _request(self, command: str, args: dict | None, once: bool) -> dict:
         last = "no answer"
         for _ in range(self.tries):
             self.seq += 1

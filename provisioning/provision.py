@@ -86,6 +86,7 @@ class Plan:
         replace: bool = False,
         operators_source: Path | None = None,
         authoriser: Authoriser | None = None,
+        new_password: bool = False,
     ) -> None:
         try:
             check_pole_id(pole_id)
@@ -107,6 +108,7 @@ class Plan:
         self.window_s = window_s
         self.ca_file = ca_file
         self.replace = replace
+        self.new_password = new_password  # replace a working broker password on purpose
         self.authoriser = authoriser or Authoriser()
         # The city's operator keys come from the trust list, or its export (offline).
         self.operators_source = operators_source or (None if offline_dir else trust_db)
@@ -262,6 +264,14 @@ class Provisioner:
         path = registration_path(self.plan.offline_dir, self.plan.pole_id, self.public)
         return path if path.exists() else None
 
+    def _synced_registration(self) -> Path | None:
+        """This key's registration after ``trust sync`` moved it to ``synced/``."""
+        if self.plan.offline_dir is None:
+            return None
+        pending = registration_path(self.plan.offline_dir, self.plan.pole_id, self.public)
+        path = pending.parent / "synced" / pending.name
+        return path if path.exists() else None
+
     def credentials(self) -> None:
         p = self.plan
         have = self.c.request("HELLO")["credentials"]
@@ -283,8 +293,17 @@ class Provisioner:
             password = auth.add(p.pole_id)
             where = f"added to {auth.passwd} (reload Mosquitto)"
         else:
-            if have and self._pending_registration() is not None:
+            if have and self._pending_registration() is not None and not p.new_password:
                 self._step(5, "already set (hash in the pending registration)")
+                return
+            if have and self._synced_registration() is not None and not p.new_password:
+                # Registered at the city already: a new password now would lock the pole
+                # out of the broker from its next restart until the new file is synced.
+                self._step(
+                    5,
+                    "already set and registered at the city (--new-password to "
+                    "replace it, then sync before the pole restarts)",
+                )
                 return
             password = _new_password()
             where = "hash goes into the signed registration"
@@ -361,7 +380,7 @@ class Provisioner:
     def _register_offline(self) -> None:
         p = self.plan
         assert p.offline_dir is not None and p.technician is not None
-        pending = self._pending_registration()
+        pending = self._pending_registration() or self._synced_registration()
         if pending is not None and self.password is None:
             self._step(6, f"already recorded in {pending}")
             return

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -289,6 +290,13 @@ def test_offline_registration_is_signed_and_synced_later(controller, tmp_path):
     assert not (regs / "synced" / "synced").exists()
     listing = admin("trust", "list", "--db", str(db)).stdout
     assert "technician j-devries" in listing and "active" in listing
+    # The same offline provision again on the working pole keeps its password: a new one
+    # would lock it out of the broker from its next restart until a new sync.
+    before = controller_password(controller)
+    r = admin("provision", "--pole-id", POLE, *args)
+    assert "already set and registered at the city" in r.stdout, r.stdout
+    assert controller_password(controller) == before
+    assert BrokerAuth(tmp_path / "auth").check(POLE, controller_password(controller))
 
     # A registration signed by a technician the city does not know, or no longer trusts.
     other = tmp_path / "other"
@@ -611,10 +619,35 @@ def test_commissioning_judges_the_newest_health_not_the_last_to_arrive():
     assert not job.passed() and "FAIL  alarm pole_tilted" in job.report()
 
 
+def test_a_pulled_cable_mid_provision_ends_with_a_sentence(controller, tmp_path):
+    controller.swallow_at = 3  # the controller stops answering at CONFIGURE ...
+    proc = subprocess.Popen(
+        [str(BIN / "pole-admin"), "provision", "--pole-id", POLE,
+         *provision_args(controller, tmp_path), *online(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert controller.swallowed.wait(30)
+    controller.close()  # ... and then its end of the cable is gone
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "Traceback" not in out + err, err
+    assert "went away" in out + err and "cable" in out + err, out + err
+
+
+def test_commission_fails_at_once_for_a_pole_the_trust_list_does_not_know(tmp_path):
+    TrustList(tmp_path / "trust.sqlite").close()
+    start = time.monotonic()
+    r = admin("commission", POLE, "--trust", str(tmp_path / "trust.sqlite"), "--broker",
+              "mqtt://127.0.0.1:9", "--timeout", "120", check=False, timeout=60)  # fmt: skip
+    assert r.returncode == 2 and f"{POLE} has no key" in r.stderr, r.stderr
+    assert "pole-admin provision" in r.stderr and time.monotonic() - start < 30
+
+
 def test_commission_says_when_the_laptop_cannot_reach_the_broker(tmp_path, city_broker):
     from host_sim.broker import free_port
 
-    TrustList(tmp_path / "trust.sqlite").close()
+    with TrustList(tmp_path / "trust.sqlite") as tl:
+        tl.add(POLE, Signer(bytes(32), POLE).public_key)
     base = ["commission", POLE, "--trust", str(tmp_path / "trust.sqlite"), "--timeout", "60",
             "--out-dir", str(tmp_path)]  # fmt: skip
     r = admin(*base, "--broker", f"mqtt://127.0.0.1:{free_port()}", check=False, timeout=30)
