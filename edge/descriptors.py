@@ -1,13 +1,20 @@
 """Load sensor descriptors and board profiles from ``hardware/``: the one source of truth
 for what each sensor measures, in which unit, within which range, and whether a
 field may ever leave the pole.
+
+Installed packages add sensor models through ``lightpole.descriptors`` entry points
+(docs/add-a-sensor.md); they merge with the folders and never replace a model a
+folder defines.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from importlib import resources
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
+from types import ModuleType
 
 PRIVACY_CLASSES = ("public", "count", "personal", "health")
 
@@ -87,23 +94,91 @@ class SensorDescriptor:
 
 
 def load_sensor(model: str, hardware_dir: Path | None = None) -> SensorDescriptor:
+    """The descriptor of ``model``: from ``hardware_dir/sensors`` (default: the built-in
+    folder), else from the built-in folder, else from an installed package's
+    ``lightpole.descriptors`` entry point. A folder always wins: an installed package
+    adds models, it never redefines one (nor the privacy class of its fields)."""
     hw = hardware_dir or default_hardware_dir()
-    path = hw / "sensors" / f"{model}.json"
+    for folder in _folders(hw):
+        path = folder / "sensors" / f"{model}.json"
+        if path.is_file():
+            return _read_descriptor(path)
+    ep = installed_descriptors().get(model)
+    if ep is not None:
+        return _from_entry_point(ep)
+    known = ", ".join(sorted(_known(hw)))
+    raise DescriptorError(
+        f"no descriptor for sensor model {model!r} in {hw}/sensors, and no installed package "
+        f"provides one (a {DESCRIPTOR_ENTRY_POINTS!r} entry point): install the sensor's "
+        f"package or put {model}.json there (known: {known})"
+    )
+
+
+def load_all_sensors(hardware_dir: Path | None = None) -> dict[str, SensorDescriptor]:
+    """Every descriptor the pole can find, built-in and installed, by model."""
+    hw = hardware_dir or default_hardware_dir()
+    return {model: load_sensor(model, hw) for model in sorted(_known(hw))}
+
+
+# -- descriptors of installed packages -------------------------------------------------
+
+DESCRIPTOR_ENTRY_POINTS = "lightpole.descriptors"
+
+
+def installed_descriptors() -> dict[str, EntryPoint]:
+    """``lightpole.descriptors`` entry points of installed packages, by model.
+
+    An entry point's name is the model; its value names the package that holds
+    ``<model>.json`` as package data (``acme_lux = "acme_lightpole"``), or an object
+    that is the descriptor (a dict) or a path to its JSON file.
+    """
+    return {ep.name: ep for ep in entry_points(group=DESCRIPTOR_ENTRY_POINTS)}
+
+
+def _folders(hw: Path) -> list[Path]:
+    builtin = default_hardware_dir()
+    return [hw] if hw == builtin else [hw, builtin]
+
+
+def _known(hw: Path) -> set[str]:
+    models = {p.stem for folder in _folders(hw) for p in (folder / "sensors").glob("*.json")}
+    return models | set(installed_descriptors())
+
+
+def _read_descriptor(path: Path) -> SensorDescriptor:
     try:
         data = json.loads(path.read_text())
-    except FileNotFoundError:
-        known = ", ".join(sorted(p.stem for p in (hw / "sensors").glob("*.json")))
-        raise DescriptorError(
-            f"no descriptor for sensor model {model!r} in {hw}/sensors (known: {known})"
-        ) from None
     except json.JSONDecodeError as exc:
         raise DescriptorError(f"{path}: not valid JSON ({exc})") from None
     return SensorDescriptor(data, str(path))
 
 
-def load_all_sensors(hardware_dir: Path | None = None) -> dict[str, SensorDescriptor]:
-    hw = hardware_dir or default_hardware_dir()
-    return {p.stem: load_sensor(p.stem, hw) for p in sorted((hw / "sensors").glob("*.json"))}
+def _from_entry_point(ep: EntryPoint) -> SensorDescriptor:
+    dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "an installed package"
+    where = f"{DESCRIPTOR_ENTRY_POINTS} entry point {ep.name!r} of {dist}"
+    try:
+        target = ep.load()
+        if isinstance(target, ModuleType):
+            resource = resources.files(target) / f"{ep.name}.json"
+            source, text = f"{resource} ({where})", resource.read_text()
+            data = json.loads(text)
+        elif isinstance(target, dict):
+            source, data = f"{ep.value} ({where})", target
+        else:
+            path = Path(target)
+            source, data = f"{path} ({where})", json.loads(path.read_text())
+    except (ImportError, AttributeError, OSError, TypeError, ValueError) as exc:
+        raise DescriptorError(
+            f"{where} ({ep.value}): cannot read the descriptor ({type(exc).__name__}: {exc}); "
+            f"reinstall the package or remove it"
+        ) from None
+    desc = SensorDescriptor(data, source)
+    if desc.model != ep.name:
+        raise DescriptorError(
+            f"{source}: model {desc.model!r} differs from the entry point's name {ep.name!r}; "
+            "they must be the same"
+        )
+    return desc
 
 
 def load_board(name: str, hardware_dir: Path | None = None) -> dict:

@@ -32,10 +32,16 @@ AGGREGATED = ("public",)
 
 
 def driver_class(desc: SensorDescriptor) -> type:
-    """The class named by an installed ``lightpole.drivers`` entry point, else by the descriptor."""
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == desc.model:
-            return ep.load()
+    """The class named by an installed ``lightpole.drivers`` entry point, else by the descriptor.
+
+    An entry point that names another class than the descriptor's ``driver`` shadows it:
+    the pole runs the installed one and logs why (``driver_shadow``)."""
+    eps = _driver_entry_points(desc.model)
+    if eps:
+        shadow = driver_shadow(desc, eps)
+        if shadow:
+            log.warning("%s", shadow)
+        return eps[0].load()
     if not desc.driver:
         raise LookupError(
             f'no driver for {desc.model!r}: set "driver" in {desc.source} or install a package '
@@ -43,6 +49,28 @@ def driver_class(desc: SensorDescriptor) -> type:
         )
     module, _, cls = desc.driver.partition(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def _driver_entry_points(model: str) -> list:
+    return [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == model]
+
+
+def driver_shadow(desc: SensorDescriptor, eps: list | None = None) -> str | None:
+    """Why the driver a pole would run for ``desc`` is not the one its descriptor names
+    (an installed ``lightpole.drivers`` entry point of the same name), or None."""
+    eps = _driver_entry_points(desc.model) if eps is None else eps
+    named = desc.driver.replace(" ", "")
+    others = [ep for ep in eps if ep.value.replace(" ", "") != named]
+    if not desc.driver or not others:
+        return None
+    ep = others[0]
+    dist = ep.dist.name if ep.dist else "an installed package"
+    return (
+        f"the driver of {desc.model!r} is shadowed: {desc.source} names {desc.driver!r}, but "
+        f"{dist} registers {ep.value!r} as {ENTRY_POINT_GROUP!r} entry point {ep.name!r}, and "
+        f"a pole runs that one. Uninstall it (pip uninstall {dist}), or point the "
+        f'descriptor\'s "driver" at {ep.value!r}'
+    )
 
 
 class DriverHung(Exception):

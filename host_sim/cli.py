@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from host_sim.broker import EmbeddedBroker, Mosquitto, mosquitto_path
+from host_sim.field import add_sensor_option
 from host_sim.pole import SimPole
 from host_sim.simtime import SimClock
 from host_sim.world import World
@@ -67,15 +68,20 @@ async def _run_demo(args: argparse.Namespace, work: Path, broker_url: str) -> in
     poles = []
     for i in range(args.poles):
         pole_id = f"nl-demo-{i + 1:04d}"
-        sp = SimPole(
-            pole_id,
-            work / pole_id,
-            broker_url,
-            world.pole(i),
-            window_s=args.window,
-            topic_prefix=args.prefix,
-            sensors=args.sensors,
-        )
+        try:
+            sp = SimPole(
+                pole_id,
+                work / pole_id,
+                broker_url,
+                world.pole(i),
+                window_s=args.window,
+                topic_prefix=args.prefix,
+                sensors=args.sensors,
+                extra_sensors=args.sensor,
+            )
+        except ValueError as exc:
+            print(f"pole-sim demo: {exc}", file=sys.stderr)
+            return 2
         trust.add(pole_id, sp.identity.public_key, note="demo")
         poles.append(sp)
         models = ", ".join(s.model for s in sp.config.sensors)
@@ -144,17 +150,22 @@ async def run_one_pole(args: argparse.Namespace) -> int:
         sim = SimClock(start, args.rate, ref=args.sim_ref)
         wall, clock = sim.wall, sim.edge_clock()
     world = World(seed=args.seed, clock=wall)
-    sp = SimPole(
-        args.pole_id,
-        args.state_dir,
-        args.broker,
-        world.pole(args.index),
-        window_s=args.window,
-        health_s=args.health,
-        topic_prefix=args.prefix,
-        sensors=args.sensors,
-        clock=clock,
-    )
+    try:
+        sp = SimPole(
+            args.pole_id,
+            args.state_dir,
+            args.broker,
+            world.pole(args.index),
+            window_s=args.window,
+            health_s=args.health,
+            topic_prefix=args.prefix,
+            sensors=args.sensors,
+            clock=clock,
+            extra_sensors=args.sensor,
+        )
+    except ValueError as exc:
+        print(f"pole-sim pole: {exc}", file=sys.stderr)
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -190,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         default="full",
         help="full: every sensor model (default); basic: SDS011 + BME280",
     )
+    add_sensor_option(d)
     d.add_argument(
         "--no-incidents",
         dest="incidents",
@@ -201,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("models", nargs="*", help="sensor models (default: every one with a simulator)")
     c.add_argument("--descriptor", type=Path, help="a descriptor JSON of a driver of your own")
     c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.add_argument(
+        "--time-limit",
+        type=float,
+        default=1.0,
+        help="seconds one driver call may take before it counts as blocking (default 1)",
+    )
     c.add_argument("--log-level", default="ERROR")
     p = sub.add_parser("pole", help="run one simulated pole (the real daemon) until stopped")
     p.add_argument("--pole-id", required=True)
@@ -212,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--index", type=int, default=0, help="which pole of the world (default 0)")
     p.add_argument("--prefix", default="poles")
     p.add_argument("--sensors", choices=("basic", "full"), default="basic")
+    add_sensor_option(p)
     p.add_argument(
         "--rate", type=float, default=1.0, help="simulated seconds per real second (default 1)"
     )
@@ -241,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "conformance":
         from host_sim.conformance import main as conformance
 
-        return conformance(args.models, args.descriptor, args.json)
+        return conformance(args.models, args.descriptor, args.json, args.time_limit)
     return 2
 
 

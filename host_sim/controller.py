@@ -27,7 +27,12 @@ BOARD_SENSORS = {"sim-pole": "basic", "sim-pole-full": "full"}
 
 
 class SimController:
-    def __init__(self, root: Path, world: PoleWorld | None = None) -> None:
+    def __init__(
+        self, root: Path, world: PoleWorld | None = None, extra_sensors: tuple[str, ...] = ()
+    ) -> None:
+        """``extra_sensors``: more sensor models (built-in or from an installed package)
+        that the booted pole carries, with their simulators (pole-sim controller --sensor)."""
+        self.extra_sensors = tuple(extra_sensors)
         self.root = root
         self.state_dir = root / "var" / "lib" / "lightpole"
         self.config_path = root / "etc" / "lightpole" / "pole.toml"
@@ -102,6 +107,7 @@ class SimController:
             window_s=cfg.window_s,
             sensors=sensors,
             config_overrides=overrides,
+            extra_sensors=self.extra_sensors,
         )
         return self.pole
 

@@ -18,10 +18,12 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 from pathlib import Path
 
 from host_sim.broker import Mosquitto
 from host_sim.controller import SimController
+from host_sim.pole import sensor_simulator
 from host_sim.world import World
 from provisioning.broker_auth import BrokerAuth, write_secret
 
@@ -43,6 +45,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--unplug", action="append", default=[], help="fault: a sensor's cable is loose (model)"
     )
     c.add_argument("--lamp-failed", action="store_true", help="fault: the lamp does not burn")
+    add_sensor_option(c)
     c.add_argument("--log-level", default="WARNING")
     c.set_defaults(run=run_controller)
     y = sub.add_parser(
@@ -76,12 +79,29 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sc.set_defaults(run=run_scenarios)
 
 
+def add_sensor_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sensor",
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="also plug in this sensor model with its simulator: any installed one, built-in "
+        "or from a vendor's package (see pole-sim conformance for the list); repeatable",
+    )
+
+
 async def run_controller(a: argparse.Namespace) -> int:
+    try:  # now, not after provisioning: a typo should not wait for a technician
+        for model in a.sensor:
+            sensor_simulator(model)
+    except ValueError as exc:
+        print(f"pole-sim controller: {exc}", file=sys.stderr)
+        return 2
     world = World(seed=a.seed).pole(0)
     if a.tilt is not None:
         world.tilt_deg = a.tilt
     world.lamp_failed = a.lamp_failed
-    ctl = SimController(a.root, world).start_console()
+    ctl = SimController(a.root, world, extra_sensors=tuple(a.sensor)).start_console()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -92,7 +112,11 @@ async def run_controller(a: argparse.Namespace) -> int:
     while not ctl.provisioned() and not stop.is_set():
         await asyncio.sleep(0.2)
     if not stop.is_set():
-        pole = ctl.boot()
+        try:
+            pole = ctl.boot()
+        except ValueError as exc:
+            ctl.close()
+            raise SystemExit(f"pole-sim controller: {exc}") from None
         for model in a.unplug:
             _unplug(ctl, model)
         print(f"{pole.pole_id}: daemon running, publishing to {pole.config.mqtt.url}", flush=True)
@@ -104,16 +128,9 @@ async def run_controller(a: argparse.Namespace) -> int:
 def _unplug(ctl: SimController, model: str) -> None:
     pole = ctl.pole
     assert pole is not None
-    ports = dict(zip(("sds011", "pms5003", "ld2450", "probe_sniffer"), pole.ptys, strict=False))
-    addresses = {"bme280": 0x76, "sht31": 0x44, "lis3dh": 0x18, "ina219": 0x40}
-    if model in ports:
-        ports[model].unplug()
-    elif model in addresses:
-        pole.i2c.unplug(addresses[model])
-    else:
-        raise SystemExit(
-            f"--unplug {model}: not a sensor of this pole ({sorted(ports) + sorted(addresses)})"
-        )
+    if not pole.unplug(model):
+        has = sorted(s.model for s in pole.config.sensors)
+        raise SystemExit(f"--unplug {model}: not a sensor of this pole ({', '.join(has)})")
 
 
 async def run_city(a: argparse.Namespace) -> int:

@@ -3,20 +3,29 @@
 The SDS011 sits on a real pseudo-terminal that the daemon opens with pyserial,
 exactly as it would open /dev/ttyUSB0; the BME280 sits on a simulated I2C bus
 (the one thing that cannot exist here without hardware).
+
+Any other installed sensor model, built-in or from a vendor's package, rides along
+with ``extra_sensors`` (``pole-sim pole|controller|demo --sensor MODEL``): its
+descriptor names its simulator, which is fed by the world where the world measures
+the same thing and by the descriptor's typical values otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import math
+import random
 import time
 import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edge.clock import Clock
 from edge.config import PoleConfig, SensorConfig
 from edge.daemon import Pole, linux_bus
-from edge.descriptors import SensorDescriptor
+from edge.descriptors import DescriptorError, SensorDescriptor, load_sensor
 from edge.state import KEY_FILE, Identity, create_identity, load_identity
 from host_sim.devices.bme280 import BME280Sim
 from host_sim.devices.d4i import D4iSim
@@ -36,6 +45,42 @@ SHT31_ADDR = 0x44
 LIS3DH_ADDR = 0x18
 INA219_ADDR = 0x40
 SENSOR_SETS = ("basic", "full")
+# The world's measurement that feeds a built-in model added with extra_sensors.
+WORLD_SOURCES = {
+    "bme280": "climate",
+    "sht31": "climate",
+    "sds011": "air",
+    "pms5003": "air",
+    "lis3dh": "tilt",
+    "ina219": "lamp_supply",
+    "ina226": "lamp_supply",
+    "d4i": "luminaire",
+}
+# Models plugged into every SimPole built in this context that is not given
+# extra_sensors itself (how ``pole-sim controller --sensor`` reaches the pole that
+# SimController.boot builds).
+
+
+def sensor_simulator(model: str) -> tuple[SensorDescriptor, type]:
+    """The descriptor and simulator class of an installed ``model``; ValueError with a
+    sentence on what is missing."""
+    try:
+        desc = load_sensor(model)
+    except DescriptorError as exc:
+        raise ValueError(f"--sensor {model}: {exc}") from None
+    if not desc.simulator:
+        raise ValueError(
+            f'--sensor {model}: its descriptor ({desc.source}) names no "simulator", '
+            "so a simulated pole cannot carry it"
+        )
+    module, _, name = desc.simulator.partition(":")
+    try:
+        return desc, getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(
+            f"--sensor {model}: cannot load its simulator {desc.simulator!r} ({exc}); "
+            "is its package installed?"
+        ) from None
 
 
 def ensure_identity(state_dir: Path, pole_id: str) -> Identity:
@@ -63,12 +108,15 @@ class SimPole:
         config_overrides: dict | None = None,
         probe_legal_basis: str = "",
         only: set[str] | None = None,
+        extra_sensors: Sequence[str] | None = None,
     ) -> None:
         """``config_overrides``: keys merged into the pole's config (``mqtt`` is merged
         key by key), e.g. what provisioning wrote: credentials, location, board.
         ``probe_legal_basis``: also run the Wi-Fi probe sniffer (full set only), which a
         pole does only with a stated legal basis (docs/privacy.md); off by default.
-        ``only``: keep just these sensor models of the set (the simulators still run)."""
+        ``only``: keep just these sensor models of the set (the simulators still run).
+        ``extra_sensors``: more models (built-in or installed from a package) with their
+        simulators. Raises ValueError with a sentence for a model that cannot be added."""
         self.pole_id = pole_id
         self.world = world
         self.identity = ensure_identity(state_dir, pole_id)
@@ -122,6 +170,17 @@ class SimPole:
             sensor_cfg = [c for c in sensor_cfg if c["model"] in only]
             if "lamp" in extra and "ina219" not in only:
                 del extra["lamp"]
+        self.extra: dict[str, object] = {}  # model -> simulator of each extra sensor
+        self._bridges: dict[str, object] = {}
+        models = tuple(extra_sensors or ())
+        try:
+            for model in models:
+                present = {c["model"] for c in sensor_cfg}
+                sensor_cfg.append(self._add_sensor(model, present, pty_tick))
+        except ValueError:
+            for port in self.ptys:
+                port.close()
+            raise
         cfg: dict = {
             "pole_id": pole_id,
             "state_dir": str(state_dir),
@@ -143,11 +202,86 @@ class SimPole:
             self.config, open_bus=self._open_bus, clock=clock, lamp_commanded=commanded
         )
 
+    def _add_sensor(self, model: str, present: set[str], pty_tick: float) -> dict:
+        """Plug ``model``'s simulator into this pole; its [[sensors]] entry."""
+        if model in present:
+            raise ValueError(f"--sensor {model}: this pole already has one")
+        desc, sim_cls = sensor_simulator(model)
+        sim = sim_cls(self._source(desc))
+        self.extra[model] = sim
+        if desc.bus == "i2c":
+            taken = set(self.i2c.scan())
+            free = [a for a in [desc.default_address, *desc.addresses] if a is not None]
+            address = next((a for a in free if a not in taken), None)
+            if address is None:
+                raise ValueError(f"--sensor {model}: every address it can have is taken")
+            self.i2c.attach(address, sim)
+            return {"model": model, "i2c_bus": "sim", "address": address}
+        if desc.bus == "uart":
+            port = PtySerial(sim, tick=pty_tick)
+            self.ptys.append(port)
+            return {"model": model, "port": port.path}
+        if desc.bus == "bridge":
+            self._bridges[model] = sim
+            return {"model": model, "port": "sim"}
+        raise ValueError(f"--sensor {model}: a simulated pole has no {desc.bus!r} bus")
+
+    def _source(self, desc: SensorDescriptor) -> Callable[[], dict]:
+        """What a simulator of ``desc`` measures: the world's reading of the same thing for
+        built-in models, else the descriptor's typical values (``conformance.source``)
+        drifting slowly and a little noisy, within the field's range."""
+        if desc.model in WORLD_SOURCES:
+            return getattr(self.world, WORLD_SOURCES[desc.model])
+        typical = dict(
+            desc.conformance.get("source")
+            or {
+                k: (f.min + f.max) / 2 / f.scale
+                for k, f in desc.fields.items()
+                if f.min is not None and f.max is not None
+            }
+        )
+        rng = random.Random(zlib.crc32(f"{self.pole_id}/{desc.model}".encode()))
+        clock = self.world.world.clock
+
+        def source() -> dict:
+            drift = 1 + 0.05 * math.sin(2 * math.pi * clock() / 600)
+            out = {}
+            for k, v in typical.items():
+                f = desc.fields.get(k)
+                if isinstance(v, float) and f is not None:
+                    noise = max(abs(v) * 0.002, f.resolution / f.scale)
+                    v = v * drift + rng.gauss(0, noise)
+                    lo = -math.inf if f.min is None else f.min / f.scale
+                    hi = math.inf if f.max is None else f.max / f.scale
+                    v = min(max(v, lo), hi)
+                out[k] = v
+            return out
+
+        return source
+
+    def unplug(self, model: str) -> bool:
+        """The cable of ``model``'s sensor comes loose; False if the pole has no such sensor."""
+        for sc in self.config.sensors:
+            if sc.model != model:
+                continue
+            if sc.address is not None:
+                self.i2c.unplug(sc.address)
+                return True
+            for port in self.ptys:
+                if port.path == sc.port:
+                    port.unplug()
+                    return True
+            bridge = self._bridges.get(model) or (self.d4i if model == "d4i" else None)
+            if bridge is not None and hasattr(bridge, "no_reply"):
+                bridge.no_reply = True
+                return True
+        return False
+
     def _open_bus(self, sensor: SensorConfig, desc: SensorDescriptor) -> object:
         if desc.bus == "i2c":
             return self.i2c
-        if desc.bus == "bridge":
-            return self.d4i  # the D4i bridge contract: read_bank(bank) -> bytes
+        if desc.bus == "bridge":  # the D4i bridge contract: read_bank(bank) -> bytes
+            return self._bridges.get(sensor.model, self.d4i)
         return linux_bus(sensor, desc)  # real pyserial on the pty
 
     async def run(self, stop: asyncio.Event) -> None:
