@@ -49,16 +49,42 @@ def _matrix(text: str) -> list[list[bool]]:
     return [[bool(v) for v in row] for row in qr.matrix]
 
 
-def _lines(pole_id: str, fp: str, lat: float, lon: float) -> list[str]:
-    return [pole_id, f"key {fp}", f"{lat:.5f}, {lon:.5f}"]
+# Text beside the QR code: one layout for SVG and PNG. A monospace glyph is 0.602 em wide
+# (DejaVu Sans Mono; most monospace fonts are narrower), so a line of n characters at
+# font size f (mm) needs n * 0.62 * f mm: every line is sized to fit the space left of
+# the label's right edge, and a pole id too long even at the smallest readable size is
+# broken over lines. The fingerprint, the one thing a technician compares, gets a line
+# of its own.
+ADVANCE = 0.62  # em per character, with a margin over 0.602
+MIN_FONT_MM = 1.6
+QR_MM = HEIGHT_MM - 2  # the QR code fills the label's height
+TEXT_X_MM = QR_MM + 2
+TEXT_W_MM = WIDTH_MM - TEXT_X_MM - 1
+
+
+def layout(pole_id: str, fp: str, lat: float, lon: float) -> list[tuple[str, float, float, bool]]:
+    """[(text, font size mm, baseline y mm, bold)] of every text line on the label."""
+    wanted = [(pole_id, 4.2, True), ("key", 2.6, False), (fp, 2.6, False),
+              (f"{lat:.5f}, {lon:.5f}", 2.6, False)]  # fmt: skip
+    lines: list[tuple[str, float, bool]] = []
+    for text, size, bold in wanted:
+        per_line = int(TEXT_W_MM / (ADVANCE * MIN_FONT_MM))
+        chunks = [text[i : i + per_line] for i in range(0, len(text), per_line)] or [""]
+        for chunk in chunks:
+            fit = TEXT_W_MM / (ADVANCE * max(len(chunk), 1))
+            lines.append((chunk, min(size, fit), bold))
+    out, y = [], 1.0
+    for text, size, bold in lines:
+        y += size * 1.25
+        out.append((text, round(size, 2), round(y, 2), bold))
+    return out
 
 
 def render_svg(pole_id: str, fp: str, lat: float, lon: float) -> str:
     m = _matrix(qr_text(pole_id, fp))
     quiet = 4
     n = len(m) + 2 * quiet
-    size = HEIGHT_MM - 2  # the QR code fills the label's height
-    mod = size / n
+    mod = QR_MM / n
     rects = "".join(
         f'<rect x="{1 + (x + quiet) * mod:.3f}" y="{1 + (y + quiet) * mod:.3f}" '
         f'width="{mod:.3f}" height="{mod:.3f}"/>'
@@ -66,14 +92,12 @@ def render_svg(pole_id: str, fp: str, lat: float, lon: float) -> str:
         for x, dark in enumerate(row)
         if dark
     )
-    texts = []
-    for i, line in enumerate(_lines(pole_id, fp, lat, lon)):
-        weight = ' font-weight="bold"' if i == 0 else ""
-        fs = 4.2 if i == 0 else 2.6
-        texts.append(
-            f'<text x="{size + 2:.1f}" y="{6 + i * 6:.1f}" font-family="monospace" '
-            f'font-size="{fs}"{weight}>{escape(line)}</text>'
-        )
+    texts = [
+        f'<text x="{TEXT_X_MM:.1f}" y="{y:.2f}" font-family="monospace" font-size="{size}"'
+        + (' font-weight="bold"' if bold else "")
+        + f">{escape(text)}</text>"
+        for text, size, y, bold in layout(pole_id, fp, lat, lon)
+    ]
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH_MM}mm" height="{HEIGHT_MM}mm" '
@@ -84,28 +108,40 @@ def render_svg(pole_id: str, fp: str, lat: float, lon: float) -> str:
     )
 
 
+def _mono_font(size_px: int):
+    """A monospace TrueType font at ``size_px`` (DejaVu Sans Mono where installed), else
+    Pillow's built-in font."""
+    from PIL import ImageFont
+
+    for path in ("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
+                 "/usr/share/fonts/TTF/DejaVuSansMono.ttf"):  # fmt: skip
+        if Path(path).exists():
+            return ImageFont.truetype(path, size_px)
+    return ImageFont.load_default(size=size_px)
+
+
 def render_png(pole_id: str, fp: str, lat: float, lon: float) -> bytes:
     import io
 
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     m = _matrix(qr_text(pole_id, fp))
-    w, h = round(WIDTH_MM / 25.4 * DPI), round(HEIGHT_MM / 25.4 * DPI)
+    px_mm = DPI / 25.4
+    w, h = round(WIDTH_MM * px_mm), round(HEIGHT_MM * px_mm)
     img = Image.new("L", (w, h), 255)
     draw = ImageDraw.Draw(img)
     quiet = 4
     n = len(m) + 2 * quiet
-    mod = (h - 20) // n  # whole pixels per module: crisp for scanners
-    x0 = y0 = 10
+    mod = int(QR_MM * px_mm) // n  # whole pixels per module: crisp for scanners
+    x0 = y0 = round(px_mm)
     for y, row in enumerate(m):
         for x, dark in enumerate(row):
             if dark:
                 px, py = x0 + (x + quiet) * mod, y0 + (y + quiet) * mod
                 draw.rectangle([px, py, px + mod - 1, py + mod - 1], fill=0)
-    tx = x0 + n * mod + 10
-    for i, line in enumerate(_lines(pole_id, fp, lat, lon)):
-        font = ImageFont.load_default(size=44 if i == 0 else 28)
-        draw.text((tx, 30 + i * 70), line, fill=0, font=font)
+    for text, size, y, _bold in layout(pole_id, fp, lat, lon):
+        font = _mono_font(max(1, round(size * px_mm)))
+        draw.text((TEXT_X_MM * px_mm, y * px_mm), text, fill=0, font=font, anchor="ls")
     out = io.BytesIO()
     img.save(out, format="PNG", dpi=(DPI, DPI))
     return out.getvalue()
