@@ -410,8 +410,13 @@ def _commission(a: argparse.Namespace) -> int:
         )
     )
     print(job.report(), end="")
-    path = job.save(a.out_dir)
-    print(f"saved {path} (and .json)")
+    label = a.label_dir / f"{a.pole}.svg" if a.label_dir else None
+    svg = None
+    if label is not None and label.is_file() and not label.is_symlink():
+        text = label.read_text(errors="replace")
+        svg = text[text.find("<svg") :] if "<svg" in text else None  # inline, no XML header
+    path = job.save(a.out_dir, svg)
+    print(f"saved {path} (and .json, .html)")
     return 0 if job.passed() else 1
 
 
@@ -741,15 +746,24 @@ def main(argv: list[str] | None = None) -> int:
         "time, else their arrival), default 600 (10 min): a retained message from an earlier "
         "controller or an old one published again cannot make the pole pass",
     )
-    cm.add_argument("--out-dir", type=Path, default=Path("."), help="where the report goes")
+    cm.add_argument(
+        "--out-dir", type=Path, default=Path("."), help="where the report goes (.txt, .json, .html)"
+    )
+    cm.add_argument(
+        "--label-dir",
+        type=Path,
+        default=Path("labels"),
+        help="put the pole's label (<dir>/<pole>.svg, as provision wrote it) into the HTML "
+        "report (default ./labels)",
+    )
     cm.set_defaults(fn=_commission)
     lb = sub.add_parser("label", help="print a pole label again (PNG and SVG with a QR code)")
     lb.add_argument("--state-dir", type=Path, help="read id and fingerprint from a state dir")
     lb.add_argument("--pole-id", type=_pole)
     lb.add_argument("--fingerprint", help="as shown by provision, e.g. ab12:cd34:ef56:7890")
-    lb.add_argument("--lat", type=float, required=True)
-    lb.add_argument("--lon", type=float, required=True)
-    lb.add_argument("--out-dir", type=Path, default=Path("labels"))
+    lb.add_argument("--lat", type=float, required=True, help="latitude, WGS84 degrees")
+    lb.add_argument("--lon", type=float, required=True, help="longitude, WGS84 degrees")
+    lb.add_argument("--out-dir", type=Path, default=Path("labels"), help="default ./labels")
     lb.set_defaults(fn=_label)
     te = sub.add_parser("technician", help="your own key, for offline registrations")
     tesub = te.add_subparsers(dest="sub", required=True)

@@ -175,6 +175,11 @@ class Commissioning:
         cut = len(self.pole_id) + 1
         return {r.name[cut:]: r.value for r in v.records if r.name.endswith(suffix) or not suffix}
 
+    def _units(self, v: Verdict, suffix: str) -> dict[str, str]:
+        """{record name without the pole's base name: SenML unit} of one message."""
+        cut = len(self.pole_id) + 1
+        return {r.name[cut:]: r.unit or "" for r in v.records if r.name.endswith(suffix)}
+
     def sensors(self) -> dict[str, str]:
         """name -> model, from the signed manifest (what was installed and configured)."""
         if self.manifest is None:
@@ -236,6 +241,7 @@ class Commissioning:
         health = self._field(max(self.health, key=_stamp), "") if self.health else {}
         data = max(self.data, key=_stamp) if len(self.data) >= self.min_data else None
         values = self._field(data, "/mean") if data else {}
+        units = self._units(data, "/mean") if data else {}
         # Samples per sensor over every window seen: slow sensors (a D4i bridge polled
         # every 10 s) can miss a single short window without being absent.
         samples: dict[str, int] = {}
@@ -268,7 +274,8 @@ class Commissioning:
             elif field in PLAUSIBLE:
                 lo, hi = PLAUSIBLE[field]
                 ok = lo <= float(value) <= hi  # type: ignore[arg-type]
-                detail = f"{float(value):.2f} (plausible {lo:g}..{hi:g})"  # type: ignore[arg-type]
+                u = units.get(key, "")
+                detail = f"{float(value):.2f} {u} (plausible {lo:g} to {hi:g} {u})"  # type: ignore[arg-type]
                 if not ok:
                     detail += ": sensor broken, misplaced or misconfigured"
                 out.append(Check(f"{sensor} {field}", ok, detail))
@@ -381,13 +388,41 @@ class Commissioning:
             "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks()],
         }
 
-    def save(self, directory: Path) -> Path:
-        """Write the report as .txt and .json (mode 0644 whatever the umask, never through
-        a symbolic link); returns the .txt path."""
+    def to_html(self, label_svg: str | None = None) -> str:
+        """The report as one self-contained HTML page (for the work order or a tablet):
+        every check with its verdict, and the pole's label when there is one. Every value
+        is escaped: details quote what the pole sent."""
+        from html import escape
+
+        doc = self.to_json()
+        rows = "\n".join(
+            f'<tr class="{"ok" if c["ok"] else "fail"}"><td>{"ok" if c["ok"] else "FAIL"}</td>'
+            f"<td>{escape(c['name'])}</td><td>{escape(str(c['detail']))}</td></tr>"
+            for c in doc["checks"]
+        )
+        verdict = "PASS" if self.passed() else "FAIL"
+        label = f"<figure><figcaption>Label</figcaption>{label_svg}</figure>" if label_svg else ""
+        return (
+            '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>Commissioning {escape(self.pole_id)}: {verdict}</title><style>"
+            "body{font-family:sans-serif;margin:2em}td{padding:.2em .6em;vertical-align:top}"
+            ".ok td:first-child{color:#1a6b1a}.fail td:first-child{color:#b00020;"
+            "font-weight:bold}figure svg{width:62mm;height:29mm;border:1px solid #999}"
+            "</style></head><body>"
+            f"<h1>Commissioning report for pole {escape(self.pole_id)}</h1>"
+            f"<p>{escape(doc['at'])}: <strong>{verdict}</strong></p>"
+            f"<table><thead><tr><th>result</th><th>check</th><th>detail</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>{label}</body></html>\n"
+        )
+
+    def save(self, directory: Path, label_svg: str | None = None) -> Path:
+        """Write the report as .txt, .json and .html (with the label, if given), mode 0644
+        whatever the umask, never through a symbolic link; returns the .txt path."""
         directory.mkdir(parents=True, exist_ok=True)
         stem = f"commission-{self.pole_id}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
         doc = json.dumps(self.to_json(), indent=2) + "\n"
         atomic_write(directory / f"{stem}.json", doc.encode(), mode=0o644)
+        atomic_write(directory / f"{stem}.html", self.to_html(label_svg).encode(), mode=0o644)
         path = directory / f"{stem}.txt"
         atomic_write(path, self.report().encode(), mode=0o644)
         return path

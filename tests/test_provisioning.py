@@ -424,7 +424,7 @@ def test_provision_then_commission_passes_and_fails_usefully(tmp_path, city_brok
         str(BIN / "pole-admin"), "commission", POLE, "--broker", city_broker.url,
         "--trust", str(tmp_path / "trust.json"), "--username", "city-commissioning",
         "--password-file", str(tmp_path / "reader.password"), "--timeout", "60",
-        "--out-dir", str(tmp_path / "reports"),
+        "--out-dir", str(tmp_path / "reports"), "--label-dir", str(tmp_path / "labels"),
     ]  # fmt: skip
 
     async def run_commission() -> tuple[int, str]:
@@ -459,6 +459,9 @@ def test_provision_then_commission_passes_and_fails_usefully(tmp_path, city_brok
         assert line in out, (line, out)
     reports = sorted((tmp_path / "reports").glob("*.txt"))
     assert reports and "Result: PASS" in reports[0].read_text()
+    assert " Cel (plausible -30 to 50 Cel)" in out and " hPa" not in out  # units, as sent
+    html = sorted((tmp_path / "reports").glob("*.html"))[0].read_text()
+    assert "<strong>PASS</strong>" in html and "<svg" in html and POLE in html
 
     assert rc_bad == 1, out_bad
     assert "Result: FAIL" in out_bad
