@@ -8,6 +8,9 @@ pointer semantics right serves any driver written from the datasheet.
 
 A device may raise ``OSError`` itself to NACK (for example while measuring).
 An address with no device NACKs with ``OSError(errno.ENODEV)``, as MicroPython does.
+A write to address 0x00 is the I2C general call: every plugged device with a
+``general_call(data) -> bool`` method sees it, and it is ACKed if one of them takes it
+(the SHT31's reset is ``06``); with none, it NACKs like an empty address.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import errno
 import threading
 from typing import Protocol
+
+GENERAL_CALL = 0x00
 
 
 class I2CDevice(Protocol):
@@ -53,8 +58,21 @@ class SimI2C:
 
     def writeto(self, addr: int, buf: bytes, stop: bool = True) -> int:
         with self._lock:
-            self._dev(addr).write(bytes(buf))
+            if addr == GENERAL_CALL and addr not in self._devices:
+                self._general_call(bytes(buf))
+            else:
+                self._dev(addr).write(bytes(buf))
         return len(buf)
+
+    def _general_call(self, data: bytes) -> None:
+        self.transactions += 1
+        taken = False
+        for a, dev in self._devices.items():
+            call = getattr(dev, "general_call", None)
+            if call is not None and a not in self._unplugged:
+                taken = bool(call(data)) or taken
+        if not taken:
+            raise OSError(errno.ENODEV, "no ACK to the I2C general call")
 
     def readfrom(self, addr: int, nbytes: int, stop: bool = True) -> bytes:
         with self._lock:

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edge.descriptors import load_sensor
 from edge.drivers.ina219 import INA219
 from edge.drivers.ina226 import INA226
 from edge.errors import Implausible, NoDevice, NotReady
@@ -215,6 +216,36 @@ def test_ina226_power_on_defaults_and_ids():
     assert bus.readfrom_mem(0x40, 0x05, 2) == b"\x7f\xff"  # bit 15 reserved
 
 
+def test_ina226_reserved_config_bits_and_alert_functions():
+    clock, world, sim, bus, drv = rig(226, current=0.3, voltage=12.0)
+    bus.writeto_mem(0x40, 0x00, b"\x3f\xff")  # reserved bits 14..12 ignored, 14 reads 1
+    assert bus.readfrom_mem(0x40, 0x00, 2) == b"\x4f\xff"
+    bus.writeto_mem(0x40, 0x00, b"\x41\x27")
+    bus.writeto_mem(0x40, 0x07, (9000).to_bytes(2, "big"))  # bus over 11.25 V
+    bus.writeto_mem(0x40, 0x06, b"\x20\x00")  # BOL, transparent
+    clock.t += 0.003
+    assert bus.readfrom_mem(0x40, 0x06, 2) == b"\x20\x18"  # AFF and CVRF
+    assert sim.alert
+    assert bus.readfrom_mem(0x40, 0x06, 2) == b"\x20\x10"  # CVRF cleared, AFF stays
+    world["voltage"] = 11.0
+    clock.t += 0.003
+    assert bus.readfrom_mem(0x40, 0x06, 2) == b"\x20\x08"  # transparent: AFF follows
+    assert not sim.alert
+    bus.writeto_mem(0x40, 0x06, b"\x40\x01")  # SUL (shunt under 0 V), latched
+    bus.writeto_mem(0x40, 0x07, b"\x00\x00")
+    world["current"] = -0.1
+    clock.t += 0.003
+    assert bus.readfrom_mem(0x40, 0x06, 2) == b"\x40\x19"
+    world["current"] = 0.1
+    clock.t += 0.003
+    assert bus.readfrom_mem(0x40, 0x06, 2) == b"\x40\x09"  # latched: cleared by the read
+    bus.writeto_mem(0x40, 0x06, b"\x04\x00")  # CNVR: the pin follows conversion ready
+    clock.t += 0.003
+    assert sim.alert
+    bus.readfrom_mem(0x40, 0x06, 2)
+    assert not sim.alert
+
+
 def test_ina226_wrong_ids_and_missing_are_no_device():
     with pytest.raises(NoDevice):
         INA226(SimI2C()).start()
@@ -297,3 +328,22 @@ def test_largest_calibrations_are_kept():
     assert (
         INA226(Regs({}), shunt_ohms=0.1, max_current=0.00512 * 32768 / 0.1 / 0x7FFF).cal == 0x7FFF
     )
+
+
+@pytest.mark.parametrize(
+    "kind, current, voltage",
+    [
+        (219, 3.1999, 26.0),  # the last shunt count below 320 mV, the bus's rated maximum
+        (219, -3.1999, 0.0),
+        (226, 0.81915, 36.0),  # the last shunt count below 81.92 mV, the rated maximum
+        (226, -0.81915, 0.0),
+    ],
+)
+def test_an_honest_reading_at_the_edge_of_the_range_is_plausible(kind, current, voltage):
+    fields = load_sensor(f"ina{kind}").fields
+    clock, _, sim, bus, drv = rig(kind, current=current, voltage=voltage)
+    drv.start()
+    clock.t += 0.01
+    r = drv.read()
+    for name, value in r.items():
+        assert fields[name].plausible(value), (name, value)

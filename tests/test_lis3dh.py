@@ -1,11 +1,13 @@
 """LIS3DH tilt driver against the register-level simulator and the reference vector."""
 
 import math
+import struct
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge.descriptors import load_sensor
 from edge.drivers.lis3dh import LIS3DH
 from edge.errors import Implausible, NoDevice, NotReady
 from host_sim.devices.lis3dh import LIS3DHSim, encode, tilt_to_mg
@@ -124,6 +126,47 @@ def test_other_modes_are_left_justified():
     assert encode(1000, 0, 0, reg1=0x57, reg4=0xC8)[:2] == (1000 << 4).to_bytes(2, "big")
 
 
+def test_boot_bit_clears_itself_and_keeps_the_configuration():
+    clock, _, sim, bus, drv = rig()
+    drv.start()
+    bus.writeto_mem(0x18, 0x24, b"\x80")  # CTRL_REG5 BOOT: reload the trimming values
+    assert bus.readfrom_mem(0x18, 0x24, 1) == b"\x80"
+    clock.t += 0.005
+    assert bus.readfrom_mem(0x18, 0x24, 1) == b"\x00"
+    assert bus.readfrom_mem(0x18, 0xA0, 4) == b"\x57\x00\x00\x88"
+
+
+@pytest.mark.parametrize(
+    "reg1, reg4, bits, mg_per_digit",
+    [
+        (0x57, 0x88, 12, 1),  # high resolution, +-2 g
+        (0x57, 0x00, 10, 4),  # normal, +-2 g
+        (0x5F, 0x00, 8, 16),  # low power, +-2 g
+        (0x57, 0x98, 12, 2),  # +-4 g
+        (0x57, 0xA8, 12, 4),  # +-8 g
+        (0x57, 0xB8, 12, 12),  # +-16 g
+        (0x5F, 0x30, 8, 192),  # low power, +-16 g
+    ],
+)
+def test_modes_and_full_scales_on_the_bus(reg1, reg4, bits, mg_per_digit):
+    clock, _, sim, bus, _ = rig(tilt=90.0)  # x along gravity: x = +1000 mg, z = 0
+    bus.writeto_mem(0x18, 0xA0, bytes((reg1, 0, 0, reg4)))
+    clock.t += 0.011
+    assert bus.readfrom_mem(0x18, 0x27, 1)[0] & 0x08
+    x, y, z = struct.unpack("<hhh", bus.readfrom_mem(0x18, 0xA8, 6))
+    assert x % (1 << (16 - bits)) == 0  # left-justified
+    assert (x >> (16 - bits)) == round(1000 / mg_per_digit)
+    assert abs(z >> (16 - bits)) <= 1
+
+
+def test_low_power_top_rate_is_5376_hz():
+    clock, _, sim, bus, _ = rig()
+    bus.writeto_mem(0x18, 0x20, b"\x9f")  # ODR 1001 with LPen: 5.376 kHz
+    assert sim._odr() == 5376
+    bus.writeto_mem(0x18, 0x20, b"\x97")  # ODR 1001, normal: 1.344 kHz
+    assert sim._odr() == 1344
+
+
 def test_missing_device_and_wrong_chip_are_no_device():
     bus = SimI2C()
     with pytest.raises(NoDevice):
@@ -207,3 +250,12 @@ def test_round_trip_whole_range(tilt, azimuth):
     # 1 mg per digit, rounding: at most ~0.5*sqrt(2) mg across 1000 mg = 0.04 deg
     assert r["tilt"] == pytest.approx(tilt, abs=0.06)
     assert r["sway"] < 0.06
+
+
+@pytest.mark.parametrize("tilt", [0.0, 180.0])
+def test_an_honest_reading_at_the_edge_of_the_range_is_plausible(tilt):
+    fields = load_sensor("lis3dh").fields
+    clock, _, sim, bus, drv = rig(tilt=tilt, window=3)
+    drv.start()
+    r = poll(clock, drv, 3)
+    assert fields["tilt"].plausible(r["tilt"]) and fields["sway"].plausible(r["sway"])

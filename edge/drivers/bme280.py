@@ -118,6 +118,8 @@ class BME280:
         temperature = t / 100
         pressure = compensate_p(adc_p, t_fine, self.cal) / 256
         humidity = compensate_h(adc_h, t_fine, self.cal) / 1024
-        if not (-40 <= temperature <= 85 and 30000 <= pressure <= 110000):
+        # The operating range, widened by one count at each edge: the count nearest
+        # -40 degC or 300 hPa can read a hair outside, and is an honest reading.
+        if not (-40.01 <= temperature <= 85.01 and 29997 <= pressure <= 110003):
             raise Implausible("BME280 reading outside its operating range")
         return {"temperature": temperature, "pressure": pressure, "humidity": humidity}

@@ -2,10 +2,10 @@
 
 Modelled (datasheet SBOS448); the pointer, the reset bit and the conversion timing are
 the INA226's too and live in ``host_sim.devices.ina2xx``:
-- 00 config (power-on 0x399F; bit 15 resets everything), 01 shunt (s16, 10 uV/LSB,
-  clamped to the PGA range), 02 bus ((V / 4 mV) << 3 | CNVR << 1 | OVF), 03 power, 04
-  current, 05 calibration (bit 0 always 0). Only 00 and 05 are writable; a read of any
-  other pointer NACKs.
+- 00 config (power-on 0x399F; bit 15 resets everything; bit 14 unused, reads 0), 01 shunt
+  (s16, 10 uV/LSB, clamped to the PGA range), 02 bus ((V / 4 mV) << 3 | CNVR << 1 | OVF;
+  clamped to the 16 V or 32 V range), 03 power, 04 current, 05 calibration (bit 0 always
+  0). Only 00 and 05 are writable; a read of any other pointer NACKs.
 - Conversion time from BADC/SADC. At the END of each conversion the chip computes
   current = trunc(shunt x CAL / 4096) and power = trunc(|current| x bus / 5000) with the
   CAL in force then, sets CNVR, and sets OVF if either does not fit.
@@ -71,7 +71,7 @@ class INA219Sim(INA2xxSim):
 
     def _write_reg(self, reg: int, value: int) -> None:
         if reg == CONFIG:
-            self.regs[CONFIG] = value
+            self.regs[CONFIG] = value & 0x3FFF
             self._cnvr = False
             self._restart()
         elif reg == CAL:

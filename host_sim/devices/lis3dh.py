@@ -7,13 +7,16 @@ Modelled (datasheet DocID17530):
 - Pointer semantics: the first written byte is the sub-address; bit 7 set means
   auto-increment for the rest of the transaction (writes and reads), clear means every byte
   goes to / comes from the same register.
-- Output data rate from CTRL_REG1[7:4]; samples appear at that rate on the injectable
-  ``clock``. STATUS 0x27: XDA/YDA/ZDA/ZYXDA set on a new sample, each axis flag cleared
-  by reading its OUT_H register, overrun flags when a sample lands on unread data.
+- Output data rate from CTRL_REG1[7:4] (1 Hz..400 Hz; 1.6 kHz low-power; 1.344 kHz, or
+  5.376 kHz in low-power mode); samples appear at that rate on the injectable ``clock``.
+  STATUS 0x27: XDA/YDA/ZDA/ZYXDA set on a new sample, each axis flag cleared by reading
+  its OUT_H register, overrun flags when a sample lands on unread data.
 - Output OUT_X_L..OUT_Z_H 0x28..0x2D: two's complement, left-justified, little-endian
   (big-endian if CTRL_REG4 BLE), resolution from LPen (CTRL_REG1 bit 3) and HR (CTRL_REG4
   bit 3): 8/10/12 bits, sensitivity from FS (CTRL_REG4[5:4]). Data is 0 while powered down.
   A sample is taken between transactions, so a burst read is always consistent (as BDU).
+- CTRL_REG5 BOOT (bit 7) reloads the trimming values: it reads 1 for the 5 ms the boot
+  takes, then clears itself; the control registers keep their values (AN3308).
 
 Physics: ``source()`` gives {"tilt": deg, "azimuth": deg, "sway": deg amplitude}; the
 instantaneous lean is tilt + sway*sin(2*pi*sway_hz*t) in the azimuth plane, gravity 1000 mg.
@@ -28,6 +31,7 @@ import time
 from collections.abc import Callable
 
 WHO_AM_I, CTRL_REG0, CTRL_REG1, CTRL_REG4, STATUS, OUT_X_L = 0x0F, 0x1E, 0x20, 0x23, 0x27, 0x28
+CTRL_REG5, BOOT_S = 0x24, 0.005
 _WRITABLE = set(range(0x1E, 0x27)) | {0x2E, 0x30, 0x32, 0x33, 0x34, 0x36, 0x37, 0x38}
 _WRITABLE |= set(range(0x3A, 0x40))
 _ODR_HZ = {0: 0, 1: 1, 2: 10, 3: 25, 4: 50, 5: 100, 6: 200, 7: 400, 8: 1600, 9: 1344}
@@ -83,12 +87,16 @@ class LIS3DHSim:
         self.regs[CTRL_REG1] = 0x07
         self._ptr = 0
         self._inc = False
+        self._boot_until = float("-inf")
         self._t0 = self.clock()
         self._last_index = 0  # the first sample lands 1/ODR after power-up
 
     # --- sampling -------------------------------------------------------------------
     def _odr(self) -> float:
-        return _ODR_HZ.get(self.regs[CTRL_REG1] >> 4, 0)
+        reg1 = self.regs[CTRL_REG1]
+        if reg1 >> 4 == 9 and reg1 & 0x08:
+            return 5376  # low-power mode at the top rate
+        return _ODR_HZ.get(reg1 >> 4, 0)
 
     def _restart_sampling(self) -> None:
         self._t0 = self.clock()
@@ -98,6 +106,8 @@ class LIS3DHSim:
             self.regs[STATUS] = 0
 
     def _tick(self) -> None:
+        if self.regs[CTRL_REG5] & 0x80 and self.clock() >= self._boot_until:
+            self.regs[CTRL_REG5] &= 0x7F  # boot done: BOOT clears itself
         odr = self._odr()
         if odr == 0:
             return
@@ -131,6 +141,8 @@ class LIS3DHSim:
                 self.regs[self._ptr] = b
                 if self._ptr in (CTRL_REG1, CTRL_REG4):
                     self._restart_sampling()
+                if self._ptr == CTRL_REG5 and b & 0x80:
+                    self._boot_until = self.clock() + BOOT_S
             if self._inc:
                 self._ptr = (self._ptr + 1) & 0x3F
 
