@@ -517,7 +517,13 @@ def main(argv: list[str] | None = None) -> int:
         default=CHALLENGE_TTL_S,
         help=f"seconds a challenge for an authorisation stays usable (default {CHALLENGE_TTL_S:g})",
     )
-    ap.add_argument("--log-level", default="INFO")
+    ap.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="how much to log (default INFO)",
+    )
     a = ap.parse_args(argv)
     logging.basicConfig(level=a.log_level.upper(), format="%(levelname)s %(message)s")
     fd = os.open(a.port, os.O_RDWR | os.O_NOCTTY)

@@ -23,7 +23,7 @@ from pathlib import Path
 from host_sim.broker import EmbeddedBroker, Mosquitto, mosquitto_path
 from host_sim.field import add_sensor_option
 from host_sim.pole import SimPole
-from host_sim.simtime import SimClock
+from host_sim.simtime import SimClock, local_epoch
 from host_sim.world import World
 from provisioning.receiver import run_receiver
 from provisioning.report import format_verdict
@@ -63,7 +63,11 @@ async def demo(args: argparse.Namespace) -> int:
 
 
 async def _run_demo(args: argparse.Namespace, work: Path, broker_url: str) -> int:
-    world = World(seed=args.seed)
+    clock = None
+    if args.at is not None:  # simulated wall time from today's HH:MM, at real speed
+        clock = SimClock(local_epoch(time.strftime("%Y-%m-%d"), args.at), 1.0)
+        print(f"simulated time: from {args.at} (local) today")
+    world = World(seed=args.seed, clock=clock.wall if clock else time.time)
     trust = TrustList(work / "trust.sqlite")
     poles = []
     for i in range(args.poles):
@@ -78,6 +82,7 @@ async def _run_demo(args: argparse.Namespace, work: Path, broker_url: str) -> in
                 topic_prefix=args.prefix,
                 sensors=args.sensors,
                 extra_sensors=args.sensor,
+                clock=clock.edge_clock() if clock else None,
             )
         except ValueError as exc:
             print(f"pole-sim demo: {exc}", file=sys.stderr)
@@ -112,13 +117,16 @@ async def _run_demo(args: argparse.Namespace, work: Path, broker_url: str) -> in
     recv = asyncio.create_task(run_receiver(broker_url, verifier, show, stop, ready=ready))
     await asyncio.wait_for(ready.wait(), 15)
     tasks = [asyncio.create_task(p.run(pole_stop)) for p in poles]
+    story = None
     if args.sensors == "full" and args.incidents and len(poles) >= 2:
-        tasks.append(asyncio.create_task(_incidents(poles, args.duration)))
+        story = asyncio.create_task(_incidents(poles, args.duration, clock))
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), args.duration)
+    if story is not None:
+        story.cancel()  # an incident still to come is not waited for
     pole_stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.sleep(0.5)  # let the last messages arrive
+    await asyncio.sleep(0.3)  # let the last messages arrive
     stop.set()
     await asyncio.gather(recv, return_exceptions=True)
     c = verifier.counts
@@ -130,15 +138,18 @@ async def _run_demo(args: argparse.Namespace, work: Path, broker_url: str) -> in
     return 0 if c["accepted"] > 0 and rejected == 0 else 1
 
 
-async def _incidents(poles: list[SimPole], duration: float) -> None:
-    """Half-way through, a truck hits the second pole and the last pole's lamp fails
-    (at night; by day the lamp is off and its failure shows at dusk)."""
+async def _incidents(poles: list[SimPole], duration: float, clock: SimClock | None) -> None:
+    """Half-way through, a truck hits the second pole and the last pole's lamp fails. A
+    failed lamp shows when the lamp is commanded on (dusk to dawn): by day the demo says
+    so and how to see it (--at 21:00)."""
     await asyncio.sleep(duration / 2)
     poles[1].world.tilt_deg = 12.0
     print(f"--- incident: {poles[1].pole_id} hit by a truck (now leaning 12 deg)", flush=True)
     if len(poles) >= 3:
         poles[-1].world.lamp_failed = True
-        print(f"--- incident: {poles[-1].pole_id} lamp fails", flush=True)
+        night = poles[-1].world.lamp_commanded()
+        hint = "" if night else " (by day the lamp is off: it shows at dusk; try --at 21:00)"
+        print(f"--- incident: {poles[-1].pole_id} lamp fails{hint}", flush=True)
 
 
 async def run_one_pole(args: argparse.Namespace) -> int:
@@ -175,6 +186,83 @@ async def run_one_pole(args: argparse.Namespace) -> int:
     return 0
 
 
+def _arg(check: Callable[[str], object], what: str) -> Callable[[str], object]:
+    """An argparse type from a checking function: a bad value is one sentence."""
+
+    def parse(text: str) -> object:
+        try:
+            return check(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc) or f"not {what}") from None
+
+    parse.__name__ = what  # argparse names the type in its message
+    return parse
+
+
+def _count(lo: int, hi: int) -> Callable[[str], object]:
+    def check(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise ValueError(f"{text} is not a whole number") from None
+        if not lo <= n <= hi:
+            raise ValueError(f"{text} is not from {lo} to {hi}")
+        return n
+
+    return _arg(check, "a whole number")
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise ValueError(f"{text} is not a number of seconds") from None
+    if not v > 0:
+        raise ValueError(f"{text} is not a positive number of seconds")
+    return v
+
+
+def _time_of_day(text: str) -> str:
+    try:
+        time.strptime(text, "%H:%M")
+    except ValueError:
+        raise ValueError(f"{text} is not a time of day such as 21:00") from None
+    return text
+
+
+def _names(what: str) -> Callable[[str], object]:
+    from edge.names import check_id
+
+    return _arg(lambda t: check_id(t, what), what)
+
+
+def _broker_url(text: str) -> str:
+    from edge.config import ConfigError, parse_broker_url
+
+    try:
+        parse_broker_url(text)
+    except ConfigError as exc:
+        raise ValueError(str(exc).replace("mqtt.url", "--broker")) from None
+    return text
+
+
+_seconds = _arg(_positive, "seconds")
+_hhmm = _arg(_time_of_day, "HH:MM")
+_pole_id = _names("pole id")
+_prefix = _names("topic prefix")
+_broker = _arg(_broker_url, "a broker URL")
+
+
+def _log_level(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default=default,
+        help=f"how much the daemon logs (default {default})",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     import faulthandler
 
@@ -183,18 +271,31 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="pole-sim", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="simulated poles -> broker -> verifier, printed live")
-    d.add_argument("--poles", type=int, default=3, help="how many poles (default 3)")
+    d.add_argument(
+        "--poles", type=_count(1, 500), default=3, help="how many poles, 1 to 500 (default 3)"
+    )
     d.add_argument(
         "--duration",
-        type=float,
+        type=_seconds,
         default=40.0,
         help="seconds before it stops by itself (default 40)",
     )
-    d.add_argument("--window", type=int, default=5, help="aggregation window, s (default 5)")
-    d.add_argument("--broker", help="mqtt://HOST:PORT of an existing broker (default: start one)")
+    d.add_argument(
+        "--window", type=_count(1, 3600), default=5, help="aggregation window, s (default 5)"
+    )
+    d.add_argument(
+        "--at",
+        type=_hhmm,
+        metavar="HH:MM",
+        help="run the simulated street from this local time today, e.g. 21:00: the lamp "
+        "incident shows only while lamps are on (17:00-07:30); default: now",
+    )
+    d.add_argument(
+        "--broker", type=_broker, help="mqtt://HOST:PORT of an existing broker (default: start one)"
+    )
     d.add_argument("--workdir", type=Path, help="keep pole state and trust list here")
     d.add_argument("--seed", type=int, default=1, help="world seed (default 1)")
-    d.add_argument("--prefix", default="poles", help="topic prefix (default poles)")
+    d.add_argument("--prefix", type=_prefix, default="poles", help="topic prefix (default poles)")
     d.add_argument(
         "--sensors",
         choices=("basic", "full"),
@@ -208,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="no truck and no failing lamp half-way through",
     )
-    d.add_argument("--log-level", default="WARNING")
+    _log_level(d, "WARNING")
     c = sub.add_parser("conformance", help="run drivers against their simulators with faults")
     c.add_argument("models", nargs="*", help="sensor models (default: every one with a simulator)")
     c.add_argument("--descriptor", type=Path, help="a descriptor JSON of a driver of your own")
@@ -219,17 +320,24 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="seconds one driver call may take before it counts as blocking (default 1)",
     )
-    c.add_argument("--log-level", default="ERROR")
+    _log_level(c, "ERROR")
     p = sub.add_parser("pole", help="run one simulated pole (the real daemon) until stopped")
-    p.add_argument("--pole-id", required=True)
+    p.add_argument("--pole-id", type=_pole_id, required=True, help="e.g. nl-sim-0001")
     p.add_argument("--state-dir", type=Path, required=True, help="key, counters and spool")
-    p.add_argument("--broker", required=True, help="mqtt://HOST:PORT")
-    p.add_argument("--window", type=int, default=5, help="aggregation window, s (default 5)")
-    p.add_argument("--health", type=int, default=None, help="health interval, s")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--broker", type=_broker, required=True, help="mqtt://HOST:PORT")
+    p.add_argument(
+        "--window", type=_count(1, 3600), default=5, help="aggregation window, s (default 5)"
+    )
+    p.add_argument("--health", type=_count(1, 86400), default=None, help="health interval, s")
+    p.add_argument("--seed", type=int, default=1, help="world seed (default 1)")
     p.add_argument("--index", type=int, default=0, help="which pole of the world (default 0)")
-    p.add_argument("--prefix", default="poles")
-    p.add_argument("--sensors", choices=("basic", "full"), default="basic")
+    p.add_argument("--prefix", type=_prefix, default="poles", help="topic prefix (default poles)")
+    p.add_argument(
+        "--sensors",
+        choices=("basic", "full"),
+        default="basic",
+        help="basic: SDS011 + BME280 (default); full: every sensor model",
+    )
     add_sensor_option(p)
     p.add_argument(
         "--rate", type=float, default=1.0, help="simulated seconds per real second (default 1)"
@@ -243,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the time.monotonic() instant at which simulated time is --sim-start "
         "(default: when this process starts)",
     )
-    p.add_argument("--log-level", default="WARNING")
+    _log_level(p, "WARNING")
     from host_sim import field
 
     field.add_parsers(sub)

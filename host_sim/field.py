@@ -20,12 +20,10 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from host_sim.broker import Mosquitto
-from host_sim.controller import SimController
-from host_sim.pole import sensor_simulator
-from host_sim.world import World
-from provisioning.broker_auth import BrokerAuth, write_secret
+if TYPE_CHECKING:  # imported where used: `pole-sim pole` starts without them (faster boots)
+    from host_sim.controller import SimController
 
 READER = "commissioning"
 
@@ -46,7 +44,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     c.add_argument("--lamp-failed", action="store_true", help="fault: the lamp does not burn")
     add_sensor_option(c)
-    c.add_argument("--log-level", default="WARNING")
+    c.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="how much to log (default WARNING)",
+    )
     c.set_defaults(run=run_controller)
     y = sub.add_parser(
         "city",
@@ -58,7 +62,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     y.add_argument(
         "--port", type=int, default=18830, help="broker port (default 18830: 1883 is often taken)"
     )
-    y.add_argument("--log-level", default="WARNING")
+    y.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="how much to log (default WARNING)",
+    )
     y.set_defaults(run=run_city)
     sc = sub.add_parser(
         "scenario",
@@ -75,7 +85,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sc.add_argument(
         "--control", action="store_true", help="run without the faults: expectations should fail"
     )
-    sc.add_argument("--log-level", default="ERROR")
+    sc.add_argument(
+        "--plots",
+        type=Path,
+        default=Path("scenario-plots"),
+        help="where a picture of each scenario goes, <name>.svg (default ./scenario-plots)",
+    )
+    sc.add_argument("--no-plots", dest="plots", action="store_const", const=None,
+                    help="no pictures")  # fmt: skip
+    sc.add_argument(
+        "--log-level",
+        default="ERROR",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="how much to log (default ERROR)",
+    )
     sc.set_defaults(run=run_scenarios)
 
 
@@ -91,6 +115,10 @@ def add_sensor_option(parser: argparse.ArgumentParser) -> None:
 
 
 async def run_controller(a: argparse.Namespace) -> int:
+    from host_sim.controller import SimController
+    from host_sim.pole import sensor_simulator
+    from host_sim.world import World
+
     try:  # now, not after provisioning: a typo should not wait for a technician
         for model in a.sensor:
             sensor_simulator(model)
@@ -134,6 +162,9 @@ def _unplug(ctl: SimController, model: str) -> None:
 
 
 async def run_city(a: argparse.Namespace) -> int:
+    from host_sim.broker import Mosquitto
+    from provisioning.broker_auth import BrokerAuth, write_secret
+
     a.dir.mkdir(parents=True, exist_ok=True)
     auth = BrokerAuth(a.dir / "auth")
     secret = a.dir / f"{READER}.password"
@@ -189,7 +220,7 @@ async def run_scenarios(a: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         work = a.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         try:
-            rows = await scenarios.run(a.names, a.broker, work, control=a.control)
+            rows = await scenarios.run(a.names, a.broker, work, control=a.control, plots=a.plots)
         except ValueError as exc:
             print(f"pole-sim scenario: {exc}")
             return 2

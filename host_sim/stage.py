@@ -141,6 +141,7 @@ class Stage:
     """
 
     live: ClassVar[set[Stage]] = set()  # started, not yet stopped: ``run`` cleans up after a crash
+    started: ClassVar[list[Stage]] = []  # every stage the running scenario started: its plots
 
     def __init__(
         self,
@@ -231,6 +232,7 @@ class Stage:
         )
         await asyncio.wait_for(ready.wait(), 15)
         Stage.live.add(self)
+        Stage.started.append(self)
         for i in range(len(self.ids)) if poles is None else poles:
             await self.power_on(i)
 
@@ -511,9 +513,11 @@ async def run(
     work: Path,
     say: Callable[[str], None] = print,
     control: bool = False,
+    plots: Path | None = None,
 ) -> list[Row]:
     """Run the named scenarios (all when empty) against ``broker_url`` (or a Mosquitto
-    of our own) and return the report rows."""
+    of our own) and return the report rows; with ``plots``, a picture of what the city
+    saw in each scenario goes there (host_sim/plots.py)."""
     names = names or list(CATALOGUE)
     unknown = [n for n in names if n not in CATALOGUE]
     if unknown:
@@ -529,12 +533,19 @@ async def run(
             d = work / name
             d.mkdir(parents=True, exist_ok=True)
             t0 = time.monotonic()
+            Stage.started.clear()
             try:
                 got = await CATALOGUE[name][1](d, broker_url, control=control)
             finally:  # a scenario that crashed leaves no pole process behind
                 for st in list(Stage.live):
                     await st.stop(settle=0)
             say(f"  {sum(r.ok for r in got)} of {len(got)} met ({time.monotonic() - t0:.0f} s)")
+            if plots is not None:
+                from host_sim.plots import plot
+
+                drawn = plot(name, list(Stage.started), plots / f"{name}.svg")
+                if drawn:
+                    say(f"  plot: {drawn}")
             rows += got
     finally:
         if own:

@@ -603,7 +603,13 @@ def main(argv: list[str] | None = None) -> int:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--log-level", default="WARNING")
+    ap.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="how much to log (default WARNING)",
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     ident = sub.add_parser("identity", help="the pole's key pair (run on the controller)")
@@ -613,10 +619,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--pole-id", type=_pole, required=True, help="e.g. nl-ex-0001")
     c.set_defaults(fn=_identity_create)
     ro = isub.add_parser("rotate", help="new key, announced in a message signed by the old one")
-    ro.add_argument("--state-dir", type=Path, required=True)
+    ro.add_argument("--state-dir", type=Path, required=True, help="the pole's state dir (its key)")
     ro.set_defaults(fn=_identity_rotate)
     s = isub.add_parser("show", help="print pole id, kid, public key and fingerprint")
-    s.add_argument("--state-dir", type=Path, required=True)
+    s.add_argument("--state-dir", type=Path, required=True, help="the pole's state dir (its key)")
     s.set_defaults(fn=_identity_show)
 
     def field_opts(p: argparse.ArgumentParser) -> None:
@@ -716,8 +722,8 @@ def main(argv: list[str] | None = None) -> int:
     dc.add_argument("--trust-db", type=Path, help="revoke the pole's keys here")
     dc.add_argument("--broker-dir", type=Path, help="remove the pole's broker user here")
     dc.add_argument("--port", help="also wipe the controller's key over its console")
-    dc.add_argument("--baud", type=int, default=115200)
-    dc.add_argument("--prefix", type=_prefix, default="poles")
+    dc.add_argument("--baud", type=int, default=115200, help="console speed (default 115200)")
+    dc.add_argument("--prefix", type=_prefix, default="poles", help="topic prefix (default poles)")
     auth_opts(dc)
     dc.set_defaults(fn=_decommission)
     cm = sub.add_parser(
@@ -734,7 +740,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     cm.add_argument("--password-file", type=Path, help="file holding that reader's password")
     cm.add_argument("--ca-file", type=Path, help="the broker's CA certificate, for mqtts://")
-    cm.add_argument("--prefix", type=_prefix, default="poles")
+    cm.add_argument("--prefix", type=_prefix, default="poles", help="topic prefix (default poles)")
     cm.add_argument("--timeout", type=float, default=180.0, help="give up after (s), default 180")
     cm.add_argument("--tilt-max", type=float, default=5.0, help="degrees, default 5")
     cm.add_argument(
@@ -759,7 +765,7 @@ def main(argv: list[str] | None = None) -> int:
     cm.set_defaults(fn=_commission)
     lb = sub.add_parser("label", help="print a pole label again (PNG and SVG with a QR code)")
     lb.add_argument("--state-dir", type=Path, help="read id and fingerprint from a state dir")
-    lb.add_argument("--pole-id", type=_pole)
+    lb.add_argument("--pole-id", type=_pole, help="the pole's id, e.g. nl-ehv-00042")
     lb.add_argument("--fingerprint", help="as shown by provision, e.g. ab12:cd34:ef56:7890")
     lb.add_argument("--lat", type=float, required=True, help="latitude, WGS84 degrees")
     lb.add_argument("--lon", type=float, required=True, help="longitude, WGS84 degrees")
@@ -828,9 +834,9 @@ def main(argv: list[str] | None = None) -> int:
     t = tsub.add_parser("add", help="register a pole's public key")
     t.add_argument("--db", type=Path, required=True, help="trust list SQLite file")
     t.add_argument("--state-dir", type=Path, help="read pole id and key from a pole's state dir")
-    t.add_argument("--pole-id", type=_pole)
+    t.add_argument("--pole-id", type=_pole, help="the pole's id, e.g. nl-ehv-00042")
     t.add_argument("--public-key", help="32-byte Ed25519 public key, hex")
-    t.add_argument("--note", default="")
+    t.add_argument("--note", default="", help="why, for the record (shown by trust list)")
     t.set_defaults(fn=_trust_add)
     r = tsub.add_parser(
         "revoke",
@@ -839,8 +845,8 @@ def main(argv: list[str] | None = None) -> int:
         "under it is rejected from then on (verifiers reading the SQLite file reload it by "
         "themselves; export it again for the others).",
     )
-    r.add_argument("--db", type=Path, required=True)
-    r.add_argument("--pole-id", type=_pole)
+    r.add_argument("--db", type=Path, required=True, help="the trust list (SQLite file)")
+    r.add_argument("--pole-id", type=_pole, help="the pole's id, e.g. nl-ehv-00042")
     r.add_argument("--kid", type=_kid, help="16 hex digits, as 'pole-admin trust list' shows")
     r.add_argument(
         "--compromised",
@@ -851,26 +857,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     r.set_defaults(fn=_trust_revoke)
     li = tsub.add_parser("list", help="list keys and their status")
-    li.add_argument("--db", type=Path, required=True)
+    li.add_argument("--db", type=Path, required=True, help="the trust list (SQLite file)")
     li.set_defaults(fn=_trust_list)
     e = tsub.add_parser("export", help="write the JSON trust list for verifiers")
-    e.add_argument("--db", type=Path, required=True)
-    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--db", type=Path, required=True, help="the trust list (SQLite file)")
+    e.add_argument("--out", type=Path, required=True, help="where the JSON trust list goes")
     e.set_defaults(fn=_trust_export)
 
     sy = tsub.add_parser("sync", help="register offline registrations (*.lpreg) after checks")
     sy.add_argument("paths", type=Path, nargs="+", help="registration files or directories")
-    sy.add_argument("--db", type=Path, required=True)
+    sy.add_argument("--db", type=Path, required=True, help="the trust list (SQLite file)")
     sy.add_argument("--broker-dir", type=Path, help="also install the poles' broker passwords")
-    sy.add_argument("--prefix", type=_prefix, default="poles")
+    sy.add_argument("--prefix", type=_prefix, default="poles", help="topic prefix (default poles)")
     sy.set_defaults(fn=_trust_sync)
     at = tsub.add_parser("add-technician", help="enrol a technician's key (offline registrations)")
-    at.add_argument("--db", type=Path, required=True)
-    at.add_argument("--name", type=_technician, required=True)
+    at.add_argument("--db", type=Path, required=True, help="the trust list (SQLite file)")
+    at.add_argument(
+        "--name", type=_technician, required=True, help="the technician's name (letters, digits, -)"
+    )
     at.add_argument("--public-key", required=True, help="hex, from 'pole-admin technician create'")
     at.set_defaults(fn=_trust_add_technician)
     rt = tsub.add_parser("revoke-technician", help="stop accepting a technician's registrations")
-    rt.add_argument("--db", type=Path, required=True)
+    rt.add_argument("--db", type=Path, required=True, help="the trust list (SQLite file)")
     who = rt.add_mutually_exclusive_group(required=True)
     who.add_argument("--name", type=_technician, help="every key of this technician")
     who.add_argument(
@@ -881,14 +889,14 @@ def main(argv: list[str] | None = None) -> int:
         "add-operator", help="enrol a city operator key (installed on poles at provisioning)"
     )
     ao.add_argument("name", type=_operator, help="the operator's name")
-    ao.add_argument("--db", type=Path, required=True)
+    ao.add_argument("--db", type=Path, required=True, help="the trust list (SQLite file)")
     src_op = ao.add_mutually_exclusive_group()
     src_op.add_argument("--public-key", help="hex, from 'pole-admin operator create'")
     src_op.add_argument("--key-dir", type=Path, help="read it from the key's directory")
     ao.set_defaults(fn=_trust_add_operator)
     ro2 = tsub.add_parser("revoke-operator", help="withdraw a city operator key")
     ro2.add_argument("name", type=_operator, help="the operator's name")
-    ro2.add_argument("--db", type=Path, required=True)
+    ro2.add_argument("--db", type=Path, required=True, help="the trust list (SQLite file)")
     ro2.set_defaults(fn=_trust_revoke_operator)
 
     b = sub.add_parser("broker", help="Mosquitto credentials and ACLs for poles and verifiers")
@@ -903,12 +911,12 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="write the new password here (mode 0600), e.g. the pole's state dir",
     )
-    ba.add_argument("--prefix", type=_prefix, default="poles")
+    ba.add_argument("--prefix", type=_prefix, default="poles", help="topic prefix (default poles)")
     ba.set_defaults(fn=_broker_add)
     br = bsub.add_parser("remove", help="remove a broker user")
-    br.add_argument("--dir", type=Path, required=True)
-    br.add_argument("--user", type=_user, required=True)
-    br.add_argument("--prefix", type=_prefix, default="poles")
+    br.add_argument("--dir", type=Path, required=True, help="the broker's passwd/acl directory")
+    br.add_argument("--user", type=_user, required=True, help="the account to remove")
+    br.add_argument("--prefix", type=_prefix, default="poles", help="topic prefix (default poles)")
     br.set_defaults(fn=_broker_remove)
 
     au = sub.add_parser("audit", help="every topic and field this gateway can publish")
@@ -920,7 +928,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --board: as if unique-device counting were enabled",
     )
-    au.add_argument("--json", action="store_true")
+    au.add_argument("--json", action="store_true", help="machine-readable output")
     au.set_defaults(fn=_audit)
 
     v = sub.add_parser(
@@ -942,7 +950,7 @@ def main(argv: list[str] | None = None) -> int:
         default=512,
         help="recent counters remembered per key; older ones are replays (default 512)",
     )
-    v.add_argument("--prefix", type=_prefix, default="poles")
+    v.add_argument("--prefix", type=_prefix, default="poles", help="topic prefix (default poles)")
     v.add_argument("--share", help="shared-subscription group, to run several verifiers")
     v.add_argument("--max-skew", type=float, help="reject iat further than this from now (s)")
     v.add_argument("--duration", type=float, help="stop after this many seconds")

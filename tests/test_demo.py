@@ -86,3 +86,94 @@ def test_no_private_key_bytes_in_any_output_or_file(tmp_path):
     assert len(blobs) > 10
     leaks = [name for name, blob in blobs.items() for f in forms if f in blob]
     assert not leaks, leaks
+
+
+def test_the_demo_tells_the_story_at_night_and_stops_at_once(tmp_path):
+    """--at 21:00: the lamp is on, so the failing lamp shows as lamp_failed beside the
+    truck's pole_tilted; Ctrl-C stops everything within two seconds, with no broker
+    warnings on the way out."""
+    import signal
+    import time
+
+    p = subprocess.Popen(
+        [sys.executable, "-m", "host_sim.cli", "demo", "--at", "21:00", "--duration", "10",
+         "--window", "2", "--workdir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    seen: list[str] = []
+    deadline = time.monotonic() + 90
+    assert p.stdout is not None
+    for line in p.stdout:
+        seen.append(line)
+        text = "".join(seen)
+        if ("lamp_failed" in text and "pole_tilted" in text) or time.monotonic() > deadline:
+            break
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    stopped = time.monotonic() - t0
+    text = "".join(seen) + out
+    assert "ALARMS: lamp_failed" in text and "ALARMS: pole_tilted" in text, text[-3000:]
+    assert p.returncode == 0 and stopped < 2.0, (p.returncode, stopped)
+    assert "unreachable" not in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--at", "25:00"], "25:00 is not a time of day"),
+        (["--poles", "x"], "x is not a whole number"),
+        (["--broker", "mqtt:/broker"], "write the scheme and two slashes"),
+        (["--duration", "-1"], "not a positive number"),
+    ],
+)
+def test_a_bad_option_is_one_sentence(args, says):
+    r = subprocess.run([sys.executable, "-m", "host_sim.cli", "demo", *args],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT)  # fmt: skip
+    assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_run_without_arguments_prints_its_usage():
+    r = subprocess.run([str(ROOT / "run")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "./run demo" in r.stdout + r.stderr and "./run test" in r.stdout + r.stderr
+
+
+def test_every_option_of_every_command_has_a_help_line():
+    """argparse: no action of pole-edge, pole-admin, pole-sim or pole-console without help."""
+    import argparse
+
+    from edge import console, daemon
+    from host_sim import cli as sim_cli
+    from provisioning import cli as admin_cli
+
+    def parsers(p: argparse.ArgumentParser, path: str):
+        yield path, p
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    yield from parsers(sub, f"{path} {name}")
+
+    missing = []
+    for main, prog in ((daemon.main, "pole-edge"), (admin_cli.main, "pole-admin"),
+                       (sim_cli.main, "pole-sim"), (console.main, "pole-console")):  # fmt: skip
+        captured: list[argparse.ArgumentParser] = []
+        orig = argparse.ArgumentParser.parse_args
+
+        def grab(self, *a, captured=captured, **k):
+            captured.append(self)
+            raise SystemExit(0)
+
+        argparse.ArgumentParser.parse_args = grab  # type: ignore[method-assign]
+        try:
+            with pytest.raises(SystemExit):
+                main([])
+        finally:
+            argparse.ArgumentParser.parse_args = orig  # type: ignore[method-assign]
+        for path, p in parsers(captured[0], prog):
+            for a in p._actions:
+                if a.help is None and not isinstance(
+                    a, (argparse._HelpAction, argparse._SubParsersAction)
+                ):
+                    missing.append(f"{path} {'/'.join(a.option_strings) or a.dest}")
+    assert not missing, missing

@@ -25,12 +25,18 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.broker
 @pytest.mark.parametrize("name", list(scenarios.CATALOGUE))
 def test_scenario_meets_its_expectations(name, mosquitto, tmp_path, capsys):
-    rows = asyncio.run(scenarios.run([name], mosquitto.url, tmp_path, say=lambda _m: None))
+    plots = tmp_path / "plots"
+    rows = asyncio.run(
+        scenarios.run([name], mosquitto.url, tmp_path, say=lambda _m: None, plots=plots)
+    )
     table = scenarios.format_table(rows)
     with capsys.disabled():
         print("\n" + table, end="")
     assert rows and all(r.scenario == name for r in rows)
     assert all(r.ok for r in rows), table
+    # Its picture: an SVG with a line per pole of the verified series that tell it.
+    svg = (plots / f"{name}.svg").read_text()
+    assert svg.lstrip().startswith(("<?xml", "<svg")) and "nl-sc" in svg and "<path" in svg
 
 
 @pytest.mark.broker
