@@ -228,25 +228,64 @@ class StateLocked(RuntimeError):
 class StateLock:
     """An exclusive lock on a pole's state dir for as long as its daemon runs (flock: the
     kernel drops it when the process dies, so a power cut or SIGKILL leaves no stale
-    lock). The holder's pid is written into the lock file for the error message."""
+    lock). The holder's pid is written into the lock file for the error message.
+
+    On a medium that has gone read-only or full (an SD card remounts itself read-only)
+    the daemon must still run: an existing lock file is then locked through a read-only
+    descriptor (flock does not need write access), and without one an abstract socket
+    named after the state dir serves as the lock (Linux; also dropped at process death).
+    """
 
     def __init__(self, state_dir: Path) -> None:
         import fcntl
 
         self.path = state_dir / LOCK_FILE
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        self._fd: int | None = None
+        self._sock = None
+        with contextlib.suppress(OSError):
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        flags = os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | flags, 0o644)
+            writable = True
+        except OSError as exc:
+            if exc.errno not in (errno.EROFS, errno.ENOSPC, errno.EACCES, errno.EDQUOT):
+                raise
+            try:
+                fd = os.open(self.path, os.O_RDONLY | flags)
+                writable = False
+            except FileNotFoundError:
+                self._socket_lock(state_dir)
+                return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip()
             os.close(fd)
             raise StateLocked(state_dir, holder if holder.isdigit() else "") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd: int | None = fd
+        if writable:
+            with contextlib.suppress(OSError):  # a full disk: the lock holds without the pid
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def _socket_lock(self, state_dir: Path) -> None:
+        import hashlib
+        import socket
+
+        name = "\0lightpole-state-" + hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(name)
+        except OSError:
+            sock.close()
+            raise StateLocked(state_dir, "") from None
+        self._sock = sock
 
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
