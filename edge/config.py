@@ -452,6 +452,12 @@ LAMP = Table(
             "commanded_file", check=_schedule, rule='"HH:MM-HH:MM"'),
         Key("debounce_s", NUMBER, 5.0, "how long a mismatch lasts before it is an alarm",
             unit="seconds", min=0),
+        Key("test_by_day", BOOLEAN, True, "switch the lamp on by day through the luminaire's "
+            "DALI bridge (a d4i sensor), at start and once a day, to prove it burns"),
+        Key("test_s", NUMBER, 30.0, "the longest the lamp test keeps the lamp on: it "
+            "switches back as soon as the lamp watch decides (two seconds of settling plus "
+            "debounce_s), and a lamp still undecided then fails", unit="seconds", min=5,
+            max=120),
     ),
 )
 

@@ -29,6 +29,7 @@ from edge.cose import Signer
 from edge.counting import Counting
 from edge.descriptors import DescriptorError, SensorDescriptor, load_sensor
 from edge.health import Health
+from edge.lamptest import LampTest
 from edge.manifest import encode_manifest, output_schema, personal_source
 from edge.outbox import Outbox
 from edge.rotation import ANNOUNCEMENT
@@ -163,6 +164,7 @@ class Pole:
                     series.append(senml.Series(sc.name, fname, f.senml, f.unit, f.resolution))
         self.schema = output_schema(self.descriptors, config.privacy)
         self.encoder = senml.WindowPackEncoder(config.pole_id, series)
+        self.lamp_test = self._lamp_test()
         self.windows_sent = 0
         # Two windows plus grace: after the clock steps back, two seals can be almost
         # 2 x window_s apart (docs/deploy.md). Real seconds, hence the rate.
@@ -238,6 +240,16 @@ class Pole:
                 )
             )
         return watches
+
+    def _lamp_test(self) -> LampTest | None:
+        """The lamp test by day, when there is a lamp watch and a DALI bridge to switch the
+        lamp with (a sensor whose driver can set the lamp's level)."""
+        lamp = self.config.lamp
+        watch = next((w for w in self.observers if isinstance(w, LampWatch)), None)
+        bridge = next((r for r in self.runners if hasattr(driver_class(r.desc), "set_level")), None)
+        if not lamp or not lamp.get("test_by_day", True) or watch is None or bridge is None:
+            return None
+        return LampTest(self.health, watch, bridge, test_s=float(lamp.get("test_s", 30.0)))
 
     @staticmethod
     def _driver_factory(
@@ -395,6 +407,8 @@ class Pole:
         sup.start("health", self._health)
         if self.counting.active:
             sup.start("bins", self._bins)
+        if self.lamp_test is not None:
+            sup.start("lamp_test", self.lamp_test.run)
         sup.start("transport", self.transport.run)
         notifier = Notifier()
         if notifier.enabled:

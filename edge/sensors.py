@@ -281,6 +281,14 @@ class SensorRunner:
             self.health.count(f"{self.name}.timeouts")
             raise DriverHung(f"driver call took longer than {self.timeout_s} s") from None
 
+    async def call(self, fn: Callable[[object], object]) -> object:
+        """Run ``fn(driver)`` where the driver's reads run (its worker), so a command (the
+        lamp test's DALI level) never interleaves with a read on the same bus."""
+        driver = self.driver
+        if driver is None:
+            raise NoDevice(f"sensor {self.name} is not running")
+        return await self._call(lambda: fn(driver))
+
     async def poll_async(self) -> None:
         """One supervised poll as the daemon does it."""
         if self.driver is None:

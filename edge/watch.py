@@ -63,12 +63,14 @@ class LampWatch:
         self.monotonic = monotonic
         self.monitor = LampMonitor(nominal_current, debounce_s=debounce_s, settle_s=settle_s)
         self.state = "settling"
+        self.override: bool | None = None  # the lamp test by day commands "on" meanwhile
 
     def observe(self, sensor: str, values: dict) -> None:
         current = values.get("current") if sensor == self.sensor else None
         if current is None:
             return
-        state = self.monitor.update(self.commanded(), abs(current), self.monotonic())
+        commanded = self.override if self.override is not None else self.commanded()
+        state = self.monitor.update(commanded, abs(current), self.monotonic())
         if state == self.state or state == "settling":
             return
         self.state = state

@@ -26,7 +26,9 @@ SERIES: dict[str, list[tuple[str, str, str]]] = {
         ("/sds011/pm2_5/count", "data", "SDS011 samples per window"),
     ],
     "broker-outage": [("/sds011/pm2_5/mean", "data", "PM2.5 (ug/m3), every window once")],
-    "power-cut-at-dawn": [("/ina219/current/mean", "data", "lamp current (A)")],
+    "power-cut-at-dawn": [
+        ("/bme280/temperature/mean", "data", "temperature (Cel), spooled and live")
+    ],
 }
 
 

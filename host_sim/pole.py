@@ -110,8 +110,8 @@ class SimPole:
         only: set[str] | None = None,
         extra_sensors: Sequence[str] | None = None,
     ) -> None:
-        """``config_overrides``: keys merged into the pole's config (``mqtt`` is merged
-        key by key), e.g. what provisioning wrote: credentials, location, board.
+        """``config_overrides``: keys merged into the pole's config (tables such as ``mqtt``
+        and ``lamp`` merge key by key), e.g. what provisioning wrote: credentials, location, board.
         ``probe_legal_basis``: also run the Wi-Fi probe sniffer (full set only), which a
         pole does only with a stated legal basis (docs/privacy.md); off by default.
         ``only``: keep just these sensor models of the set (the simulators still run).
@@ -139,6 +139,7 @@ class SimPole:
             self.lis3dh = LIS3DHSim(world.tilt)
             self.ina219 = INA219Sim(world.lamp_supply)
             self.d4i = D4iSim(world.luminaire)
+            self.d4i.on_level = lambda level: setattr(world, "dali_level", level)
             self.i2c.attach(SHT31_ADDR, self.sht31)
             self.i2c.attach(LIS3DH_ADDR, self.lis3dh)
             self.i2c.attach(INA219_ADDR, self.ina219)
@@ -193,7 +194,7 @@ class SimPole:
             **extra,
         }
         for key, value in (config_overrides or {}).items():  # tables merge key by key
-            merge = key in ("mqtt", "privacy") and key in cfg
+            merge = isinstance(value, dict) and isinstance(cfg.get(key), dict)
             cfg[key] = {**cfg[key], **value} if merge else value
         self.config_dict = cfg  # what the pole was configured with, e.g. for an audit
         self.config = PoleConfig(cfg)

@@ -63,7 +63,12 @@ async def day_night(work: Path, broker: str, control: bool = False) -> list[Row]
     the day between 07:40 and 16:50 passes in an instant."""
     w, d = 300, "2026-11-27"
     clock = SimClock(local_epoch(d, "07:15"), rate=w)
-    st = Stage(work, broker, 3, window_s=w, clock=clock, health_s=2 * w, processes=(2,))
+    # No lamp test by day here: its seven real seconds of lamp would be 35 minutes at
+    # 300x and fill whole windows that this scenario judges by the schedule alone.
+    no_test = {"lamp": {"test_by_day": False}}
+    st = Stage(
+        work, broker, 3, window_s=w, clock=clock, health_s=2 * w, processes=(2,), overrides=no_test
+    )
     dawn, dusk = local_epoch(d, "07:30"), local_epoch(d, "17:00")
     switched = st.pw[2]
     switched.switched_circuit = not control

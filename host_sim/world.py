@@ -55,6 +55,7 @@ class PoleWorld:
         self.azimuth_deg = rng.uniform(0, 360)
         self.lamp_failed = False
         self.lamp_override: bool | None = None  # force the command on/off (tests)
+        self.dali_level: int | None = None  # set over DALI (the lamp test by day)
         # A controller fed from the switched lighting circuit has power only while the
         # lamps are commanded on: it stops at dawn and boots again at dusk.
         self.switched_circuit = False
@@ -93,13 +94,20 @@ class PoleWorld:
         switched lighting circuit only while the lamps are commanded on."""
         return self.lamp_commanded() if self.switched_circuit else True
 
+    def lamp_on(self) -> bool:
+        """Whether the lamp is switched on: a DALI command (the pole's lamp test) wins over
+        the lighting schedule while it lasts."""
+        if self.dali_level is not None:
+            return self.dali_level > 0
+        return self.lamp_commanded()
+
     def lamp_supply(self) -> dict[str, float]:
-        burning = self.lamp_commanded() and not self.lamp_failed
+        burning = self.lamp_on() and not self.lamp_failed
         current = self.nominal_current * (0.97 + 0.02 * self.rng.random()) if burning else 0.002
         return {"current": current, "voltage": 24.0 + self.rng.gauss(0, 0.02)}
 
     def luminaire(self) -> dict[str, float]:
-        burning = self.lamp_commanded() and not self.lamp_failed
+        burning = self.lamp_on() and not self.lamp_failed
         return {
             "power": 60.0 if burning else 0.0,
             "lampOn": burning,

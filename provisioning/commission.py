@@ -53,6 +53,7 @@ PLAUSIBLE = {
 }
 COUNT_ONLY = ("ld2450", "probe_sniffer")
 ADVICE = {
+    "lamp_test_failed": "switched on by day, the lamp did not burn: check lamp, driver and fuse",
     "pole_tilted": "the pole leans: check the foundation and the sensor's mounting before leaving",
     "lamp_failed": "the lamp does not burn although commanded on: check lamp, driver and fuse",
     "lamp_day_burner": "the lamp burns although commanded off: check the switching relay",
@@ -167,13 +168,64 @@ class Commissioning:
         self.health = [h for h in self.all_health if _stamp(h) >= after]
 
     def complete(self) -> bool:
-        return bool(self.manifest and len(self.data) >= self.min_data and self.health)
+        return bool(
+            self.manifest and len(self.data) >= self.min_data and self.health and self._lamp_known()
+        )
+
+    def _lamp_sensor(self) -> str | None:
+        """The lamp's current sensor, from the manifest; None on a pole without one."""
+        return next((n for n, m in self.sensors().items() if m in ("ina219", "ina226")), None)
+
+    def _lamp_known(self) -> bool:
+        """Is there a verdict on the lamp yet? By day the pole's lamp test gives one some
+        20 s after its daemon starts, later than the first two windows: wait for it (or a
+        lamp alarm, or current flowing) rather than fail a lamp nobody switched on yet."""
+        sensor = self._lamp_sensor()
+        if sensor is None:
+            return True
+        newest = self._field(max(self.health, key=_stamp), "")
+        if any(k.startswith(("counter/lamp_test.", "alarm/lamp_")) for k in newest):
+            return True
+        data = [self._field(d, "/current/mean").get(f"{sensor}/current/mean") for d in self.data]
+        return any(c is not None and float(c) >= 0.1 for c in data)  # type: ignore[arg-type]
 
     # -- judgement --------------------------------------------------------------------
     def _field(self, v: Verdict, suffix: str) -> dict[str, object]:
         """{record name without the pole's base name: value} of one message."""
         cut = len(self.pole_id) + 1
         return {r.name[cut:]: r.value for r in v.records if r.name.endswith(suffix) or not suffix}
+
+    def _lamp_check(self, health: dict, values: dict, sensor: str) -> Check:
+        """Does the lamp burn when commanded? By day it is off by its schedule, so no
+        current proves nothing: the pole's lamp test by day (edge/lamptest.py) must have
+        switched it on and seen it burn. At night the current itself shows it."""
+        current = values.get(f"{sensor}/current/mean")
+        shown = f"{float(current):.2f} A" if current is not None else "no reading"  # type: ignore[arg-type]
+        bad = [a for a in ADVICE if a.startswith("lamp_") and health.get(f"alarm/{a}")]
+        passed = health.get("counter/lamp_test.pass", 0)
+        failed = health.get("counter/lamp_test.fail", 0)
+        if bad:
+            return Check("lamp burns when commanded", False, f"current {shown}; {', '.join(bad)}")
+        if passed:
+            what = f"the pole's lamp test switched it on and it burned; now {shown}"
+            return Check("lamp burns when commanded", True, what)
+        if current is not None and float(current) >= 0.1:  # type: ignore[arg-type]
+            return Check("lamp burns when commanded", True, f"on, {shown}, no lamp alarm")
+        unswitched = health.get("counter/lamp_test.not_switched", 0)
+        why = (
+            "its lamp test failed"
+            if failed
+            else "the pole could not switch it over DALI (is its D4i bridge answering?)"
+            if unswitched
+            else "it is off by its schedule and untested"
+        )
+        return Check(
+            "lamp burns when commanded",
+            False,
+            f"current {shown}: {why}. The pole tests its lamp by day a few seconds after the "
+            "daemon starts (lamp.test_by_day, needs the luminaire's D4i bridge): restart the "
+            "daemon and commission again, or commission after dusk",
+        )
 
     def _units(self, v: Verdict, suffix: str) -> dict[str, str]:
         """{record name without the pole's base name: SenML unit} of one message."""
@@ -279,18 +331,9 @@ class Commissioning:
                 if not ok:
                     detail += ": sensor broken, misplaced or misconfigured"
                 out.append(Check(f"{sensor} {field}", ok, detail))
-        lamp_sensors = [n for n, m in sensors.items() if m in ("ina219", "ina226")]
-        if lamp_sensors and self.health:
-            current = values.get(f"{lamp_sensors[0]}/current/mean")
-            bad = [a for a in ADVICE if a.startswith("lamp_") and health.get(f"alarm/{a}")]
-            shown = f"{float(current):.2f} A" if current is not None else "no reading"  # type: ignore[arg-type]
-            out.append(
-                Check(
-                    "lamp matches its command",
-                    not bad and current is not None,
-                    f"current {shown}" + (f"; {', '.join(bad)}" if bad else ", no lamp alarm"),
-                )
-            )
+        lamp = self._lamp_sensor()
+        if lamp and self.health:
+            out.append(self._lamp_check(health, values, lamp))
         alarms = sorted(
             k.split("/")[1]
             for k, val in health.items()
@@ -373,6 +416,7 @@ class Commissioning:
                 f"  FAIL  {'complete':<{width}}  timed out: got {len(self.data)} data "
                 f"window(s), {len(self.health)} health message(s) after them, manifest "
                 f"{'yes' if self.manifest else 'no'}"
+                + ("" if not self.health or self._lamp_known() else ", no lamp test result")
             )
         lines += ["", f"Result: {verdict}"]
         return "\n".join(lines) + "\n"

@@ -190,3 +190,49 @@ def test_the_command_line_takes_max_age(capsys):
                    "--max-age", bad])  # fmt: skip
         assert exc.value.code == 2
         assert "a number of seconds above 0" in capsys.readouterr().err
+
+
+# -- the lamp: by day, wait for the pole's lamp test -------------------------------------------
+def lamp_set(s: Session, current: float, *health: tuple[str, object]) -> list:
+    """A pole with a lamp current sensor: manifest, birth, two windows, one health."""
+    return [
+        ("manifest", s.msg("manifest", NOW - 30, ("sensor/ina219/model", "ina219"))),
+        ("birth", s.msg("birth", NOW - 30, ("bdSeq", 1), ("software", "lightpole-edge"))),
+        ("data", s.msg("data", NOW - 20, ("ina219/current/count", 9),
+                       ("ina219/current/mean", current))),
+        ("data", s.msg("data", NOW - 10, ("ina219/current/count", 9),
+                       ("ina219/current/mean", current))),
+        ("health", s.msg("health", NOW - 5, ("sensor/ina219/up", True), *health)),
+    ]  # fmt: skip
+
+
+def test_by_day_commissioning_waits_for_the_lamp_test():
+    j = job()
+    feed(j, lamp_set(Session(), 0.002))  # off by day, not tested yet
+    assert not j.complete(), "judged a lamp nobody switched on"
+    assert "no lamp test result" in j.report()
+    j.observe(TOPIC + "health", Session(boot=7).msg(
+        "health", NOW - 1, ("sensor/ina219/up", True), ("counter/lamp_test.pass", 1)))  # fmt: skip
+    assert j.complete() and j.passed(), j.report()
+    assert "the pole's lamp test switched it on and it burned" in j.report()
+
+
+@pytest.mark.parametrize(
+    "health,why",
+    [
+        ((("counter/lamp_test.fail", 1), ("alarm/lamp_test_failed", True)), "lamp_test_failed"),
+        ((("counter/lamp_test.not_switched", 1),), "could not switch it over DALI"),
+    ],
+)
+def test_a_failed_or_impossible_lamp_test_fails_commissioning(health, why):
+    j = job()
+    feed(j, lamp_set(Session(), 0.002, *health))
+    assert j.complete() and not j.passed()
+    assert "FAIL  lamp burns when commanded" in j.report() and why in j.report(), j.report()
+
+
+def test_at_night_the_current_itself_is_the_verdict():
+    j = job()
+    feed(j, lamp_set(Session(), 0.5))
+    assert j.complete() and j.passed(), j.report()
+    assert "on, 0.50 A, no lamp alarm" in j.report()

@@ -406,7 +406,7 @@ def city_broker(tmp_path: Path):
 @pytest.mark.broker
 def test_provision_then_commission_passes_and_fails_usefully(tmp_path, city_broker):
     world = World(seed=11).pole(0)
-    world.lamp_override = True  # night: the lamp is commanded on and burns
+    world.lamp_override = False  # noon: off by its schedule, so the pole tests its lamp
     ctl = SimController(tmp_path / "controller", world).start_console()
     args = provision_args(ctl, tmp_path)
     args[args.index("--broker-url") + 1] = city_broker.url
@@ -455,7 +455,8 @@ def test_provision_then_commission_passes_and_fails_usefully(tmp_path, city_brok
     for line in ("ok    messages verify", "ok    birth", "at 51.4416, 5.4697",
                  "ok    sensor sds011 present", "ok    sensor ld2450 present",
                  "ok    lis3dh tilt", "ok    bme280 temperature", "ok    alarms",
-                 "ok    sensor d4i present", "ok    lamp matches its command"):  # fmt: skip
+                 "ok    sensor d4i present", "ok    lamp burns when commanded",
+                 "lamp test switched it on and it burned"):  # fmt: skip
         assert line in out, (line, out)
     reports = sorted((tmp_path / "reports").glob("*.txt"))
     assert reports and "Result: PASS" in reports[0].read_text()

@@ -115,6 +115,15 @@ class D4i:
                     info[name] = v + 2000 if name == "manufactureYear" else v
         self.info = info
 
+    def set_level(self, level):
+        """Command the lamp: DALI arc power ``level`` 0-254 (0 off, 254 full), or None to
+        hand it back to its normal control (schedule, photocell, CMS). For the lamp test
+        by day (edge/lamptest.py); docs/d4i-bridge.md."""
+        try:
+            self._bridge.set_level(level)
+        except OSError as e:
+            raise NoDevice("D4i gear: %s" % e) from e
+
     def read(self):
         b202 = self._bank(202)
         if not b202:

@@ -74,6 +74,20 @@ class D4iSim:
         self._lamp_was_on = False
         self._t = clock()
         self._now: dict = {}
+        self.level: int | None = None  # the last DALI command, None: normal control
+        self.on_level: Callable[[int | None], None] | None = None
+
+    def set_level(self, level: int | None) -> None:
+        """The bridge contract's command (docs/d4i-bridge.md): DALI arc power 0-254, or
+        None to return the lamp to its normal control. ``on_level`` (set by the simulated
+        pole) makes the world's lamp follow."""
+        if level is not None and not 0 <= level <= 254:
+            raise ValueError("DALI arc power is 0 to 254")
+        if self.no_reply:
+            raise OSError(5, "DALI: no answer from control gear")
+        self.level = level
+        if self.on_level is not None:
+            self.on_level(level)
 
     def power_cycle(self) -> None:
         self.gear_starts += 1
