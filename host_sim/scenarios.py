@@ -214,12 +214,12 @@ async def heat_wave(work: Path, broker: str, control: bool = False) -> list[Row]
 @scenario("crowd", "a cycling race passes poles 1-2: their bicycle bins rise, pole 3's do not")
 async def crowd(work: Path, broker: str, control: bool = False) -> list[Row]:
     """Counts leave only as privacy bins (clock-aligned, min 60 s, small counts suppressed).
-    At 20x a 60 s bin lasts 3 real seconds; k = 3 so a short run can see numbers. One
+    At 10x a 60 s bin lasts 6 real seconds; k = 3 so a short run can see numbers. One
     quiet bin (11:00-11:01), then the peloton (six riders a second) for two bins."""
     k, w = 3, 60
     d = "2026-05-17"
     race = local_epoch(d, "11:01")
-    clock = SimClock(race - 130, rate=20)  # the first bin (merged if short) ends by 11:01
+    clock = SimClock(race - 130, rate=10)  # the first bin (merged if short) ends by 11:01
     privacy = {"bin_s": w, "k": k, "round_to": 1}
     st = Stage(
         work, broker, 3, window_s=w, clock=clock, overrides={"privacy": privacy}, health_s=10 * w
