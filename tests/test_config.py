@@ -165,6 +165,8 @@ def test_lamp_location_and_alarms():
         "commanded_file": None,
         "schedule": "17:00-07:30",
         "debounce_s": 5.0,
+        "test_by_day": True,
+        "test_s": 30.0,
     }
     assert c.location == (52.0, 4.9) and all(isinstance(x, float) for x in c.location)
     assert pole(lamp={}).lamp == {} and pole(location={}).location is None
