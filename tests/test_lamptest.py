@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from host_sim.world import World
+from provisioning.commission import Commissioning
 from tests.polekit import Harness
 
 pytestmark = pytest.mark.broker
@@ -19,6 +20,14 @@ def health_fields(h: Harness) -> dict[str, object]:
     reports = sorted(h.accepted(kind="health"), key=lambda v: v.records[0].time or 0)
     assert reports, "no health message arrived"
     return {r.name.split("/", 1)[1]: r.value for r in reports[-1].records}
+
+
+def commission(h: Harness) -> Commissioning:
+    """Judge the verified messages as ``pole-admin commission`` does."""
+    job = Commissioning(h.poles[0].config.pole_id)
+    for topic, v in h.verdicts:
+        job.observe(topic, v)
+    return job
 
 
 def run_day(tmp_path, mosquitto, lamp_failed: bool) -> tuple[Harness, object]:
@@ -60,6 +69,8 @@ def test_lamp_test_by_day_proves_a_burning_lamp(mosquitto, tmp_path):
         if r.name.endswith("ina219/current/max")
     ]
     assert peaks and max(peaks) > 0.8 * world.nominal_current, peaks
+    job = commission(h)  # what a technician commissioning at noon is told
+    assert job.complete() and "ok    lamp burns when commanded" in job.report(), job.report()
 
 
 def test_lamp_test_by_day_finds_a_dead_lamp(mosquitto, tmp_path):
@@ -71,3 +82,7 @@ def test_lamp_test_by_day_finds_a_dead_lamp(mosquitto, tmp_path):
     assert "switched on by day" in str(fields.get("alarm/lamp_test_failed/detail")), fields
     assert levels[:2] == [254, None], levels
     assert world.dali_level is None
+    job = commission(h)  # a dead lamp fails commissioning at noon
+    report = job.report()
+    assert job.complete() and not job.passed(), report
+    assert "FAIL  lamp burns when commanded" in report and "lamp_test_failed" in report, report
