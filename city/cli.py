@@ -3,8 +3,9 @@
 Commands: ``ingest`` (the service), ``migrate`` and ``maintain`` (what ``ingest`` also
 does at start and hourly, for a database administrator's own schedule), ``keys-sync``
 (trust list file <-> store, for a machine that runs no ingest), ``latest``, ``alarms``,
-``hourly`` (the queries of city/queries.py), and ``export`` (raw signed messages as JSON
-lines, for anyone to re-verify: tests/interop/pycose_verify.py reads them).
+``hourly`` (the queries of city/queries.py), ``export`` (raw signed messages as JSON
+lines, for anyone to re-verify: tests/interop/pycose_verify.py reads them), and ``serve``
+(the SensorThings and NGSI-LD APIs, the live map and the public pages: city/web/).
 """
 
 from __future__ import annotations
@@ -178,12 +179,45 @@ def build_parser() -> argparse.ArgumentParser:
     hm.add_argument("--end", help="ISO time (default now)")
     hm.add_argument("--json", action="store_true", help="JSON lines instead of a table")
 
+    sv = sub.add_parser(
+        "serve", help="SensorThings API, NGSI-LD export, live map and public pages (city/web/)"
+    )
+    _db_arg(sv)
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    sv.add_argument(
+        "--public-url",
+        help="base URL of the public pages as the labels' QR codes name it (pole-admin "
+        "provision/label --public-url), e.g. https://data.city.example/poles; default "
+        "http://HOST:PORT/poles",
+    )
+    sv.add_argument("--owner", default="the municipality", help="who owns and runs the poles")
+    sv.add_argument("--contact", default="", help="where residents ask (address or URL)")
+    sv.add_argument("--title", default="Light poles of the city", help="the service's name")
+    sv.add_argument(
+        "--tile-url",
+        default="",
+        help="XYZ map tiles under the poles, e.g. https://tiles.city.example/{z}/{x}/{y}.png "
+        "(default: none; the map needs no tile server)",
+    )
+    sv.add_argument(
+        "--silent-after",
+        type=float,
+        default=120.0,
+        help="seconds without a message after which a pole shows as silent (default 120; "
+        "at least three of its windows)",
+    )
+    sv.add_argument(
+        "--refresh", type=float, default=1.0, help="seconds between reads of the store (default 1)"
+    )
+
     ex = sub.add_parser("export", help="raw signed messages as JSON lines (topic, payload hex)")
     _db_arg(ex)
     ex.add_argument("--since", default="1970-01-01", help="received at or after (ISO, -Nh)")
     ex.add_argument("--until", help="received before (ISO; default now)")
     ex.add_argument("--prefix", default="poles", help="topic prefix to write")
     ex.add_argument("--out", help="file to write (default: standard output)")
+
     return ap
 
 
@@ -234,6 +268,34 @@ def cmd_ingest(a: argparse.Namespace) -> int:
     return Service(cfg).run()
 
 
+def cmd_serve(a: argparse.Namespace) -> int:
+    from city.web.app import Settings, serve
+
+    if not (0 < a.refresh <= 60 and a.silent_after > 0):
+        raise SystemExit("--refresh must be 0 to 60 seconds and --silent-after positive")
+    host = f"[{a.host}]" if ":" in a.host else a.host
+    public_url = a.public_url or f"http://{host}:{a.port}/poles"
+    store = open_store(a.db)
+    try:
+        store.migrate()  # the web service's indexes (0002) on a store ingest has not updated
+    except StoreUnavailable as exc:
+        print(f"database unavailable: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        store.close()
+    settings = Settings(
+        db=a.db,
+        public_url=public_url,
+        owner=a.owner,
+        contact=a.contact,
+        title=a.title,
+        tile_url=a.tile_url,
+        refresh_s=a.refresh,
+        silent_after_s=a.silent_after,
+    )
+    return serve(settings, a.host, a.port)
+
+
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -243,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiomqtt").setLevel(logging.WARNING)
     if a.cmd == "ingest":
         return cmd_ingest(a)
+    if a.cmd == "serve":
+        return cmd_serve(a)
     store = open_store(a.db)
     try:
         if a.cmd == "migrate":

@@ -3,8 +3,11 @@
 ``pole-sim demo`` starts a broker (Mosquitto if installed, else an embedded one),
 provisions N simulated poles (keys generated in their own state directories,
 registered in a trust list), runs the real edge daemon for each, and a verifier
-that prints every decoded, verified reading as it arrives. It stops by itself
-after ``--duration`` seconds or on Ctrl-C, and removes everything it started.
+that prints every decoded, verified reading as it arrives. Beside it runs the city's
+side (city/web/live.py): an ingest worker storing what it verifies in a SQLite store in
+the work directory, and the web service over that store, whose live map (the URL is
+printed) shows the poles, the truck and the failing lamp as they happen. It stops by
+itself after ``--duration`` seconds or on Ctrl-C, and removes everything it started.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ async def demo(args: argparse.Namespace) -> int:
         else:
             print(f"broker: {broker_url}")
         try:
-            return await _run_demo(args, work, broker_url)
+            return await _run_demo(args, work, broker_url, mqtt5=embedded is None)
         finally:
             if mosq:
                 mosq.close()
@@ -62,7 +65,15 @@ async def demo(args: argparse.Namespace) -> int:
                 await embedded.stop()
 
 
-async def _run_demo(args: argparse.Namespace, work: Path, broker_url: str) -> int:
+def _place(i: int) -> dict:
+    """Where demo pole i stands: along a street in Eindhoven, 40 m apart, 25 to a row."""
+    row, col = divmod(i, 25)
+    return {"location": {"lat": 51.4416 + row * 0.00036, "lon": 5.4697 + col * 0.00058}}
+
+
+async def _run_demo(
+    args: argparse.Namespace, work: Path, broker_url: str, mqtt5: bool = True
+) -> int:
     clock = None
     if args.at is not None:  # simulated wall time from today's HH:MM, at real speed
         clock = SimClock(local_epoch(time.strftime("%Y-%m-%d"), args.at), 1.0)
@@ -83,6 +94,7 @@ async def _run_demo(args: argparse.Namespace, work: Path, broker_url: str) -> in
                 sensors=args.sensors,
                 extra_sensors=args.sensor,
                 clock=clock.edge_clock() if clock else None,
+                config_overrides=_place(i),
             )
         except ValueError as exc:
             print(f"pole-sim demo: {exc}", file=sys.stderr)
@@ -98,10 +110,54 @@ async def _run_demo(args: argparse.Namespace, work: Path, broker_url: str) -> in
     trust.close()
     verifier = Verifier(load_keys(work / "trust.json"), topic_prefix=args.prefix)
     print(f"trust list exported to {work / 'trust.json'}; verifier uses only that file")
+    city = None
+    if args.map and not mqtt5:
+        print("map: not shown (the city's ingest needs an MQTT 5 broker: install mosquitto)")
+    elif args.map:
+        from city.web.live import LiveCity
+
+        city = LiveCity(
+            work,
+            broker_url,
+            work / "trust.sqlite",
+            prefix=args.prefix,
+            host=args.map_host,
+            port=args.map_port,
+            silent_after_s=max(30.0, 6.0 * args.window),
+            title="pole-sim demo",
+        )
+        try:
+            url = await city.start()
+        except (OSError, RuntimeError) as exc:
+            print(f"pole-sim demo: the map cannot start: {exc}", file=sys.stderr)
+            return 2
+        print(f"map: {url} (live until the demo stops; --duration keeps it longer)")
     print(
         f"running {args.poles} poles, {args.window}s windows, for {args.duration}s (Ctrl-C stops)\n"
     )
 
+    try:
+        await _play(args, poles, verifier, broker_url, clock)
+    finally:
+        if city is not None:
+            await city.stop()
+    c = verifier.counts
+    rejected = sum(n for k, n in c.items() if k.startswith("rejected"))
+    print(
+        f"\nverified {c['accepted']} messages ({c['duplicate']} duplicates stored once, "
+        f"{rejected} rejected) from {args.poles} poles"
+    )
+    return 0 if c["accepted"] > 0 and rejected == 0 else 1
+
+
+async def _play(
+    args: argparse.Namespace,
+    poles: list[SimPole],
+    verifier: Verifier,
+    broker_url: str,
+    clock: SimClock | None,
+) -> None:
+    """Run the poles and the printing verifier until --duration or Ctrl-C."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -129,13 +185,6 @@ async def _run_demo(args: argparse.Namespace, work: Path, broker_url: str) -> in
     await asyncio.sleep(0.3)  # let the last messages arrive
     stop.set()
     await asyncio.gather(recv, return_exceptions=True)
-    c = verifier.counts
-    rejected = sum(n for k, n in c.items() if k.startswith("rejected"))
-    print(
-        f"\nverified {c['accepted']} messages ({c['duplicate']} duplicates stored once, "
-        f"{rejected} rejected) from {args.poles} poles"
-    )
-    return 0 if c["accepted"] > 0 and rejected == 0 else 1
 
 
 async def _incidents(poles: list[SimPole], duration: float, clock: SimClock | None) -> None:
@@ -308,6 +357,21 @@ def main(argv: list[str] | None = None) -> int:
         dest="incidents",
         action="store_false",
         help="no truck and no failing lamp half-way through",
+    )
+    d.add_argument(
+        "--no-map",
+        dest="map",
+        action="store_false",
+        help="no city side: no ingest into a store, no web service and map",
+    )
+    d.add_argument(
+        "--map-host", default="127.0.0.1", help="address of the map's web service (127.0.0.1)"
+    )
+    d.add_argument(
+        "--map-port",
+        type=_count(0, 65535),
+        default=0,
+        help="port of the map's web service (default 0: a free one, printed)",
     )
     _log_level(d, "WARNING")
     c = sub.add_parser("conformance", help="run drivers against their simulators with faults")

@@ -69,6 +69,16 @@ def _prefix(value: str) -> str:
     return value
 
 
+def _public_url(value: str) -> str:
+    """The base URL of the city's public pages (the labels' QR codes open them)."""
+    from provisioning.label import check_public_url
+
+    try:
+        return check_public_url(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _kid(value: str) -> str:
     """A key id as the trust list prints it: 16 hex digits."""
     kid = value.strip().lower()
@@ -319,6 +329,7 @@ def _plan(a: argparse.Namespace, replace: bool, pole_id: str):
         operators_source=a.operators,
         authoriser=_authoriser(a),
         new_password=getattr(a, "new_password", False),
+        public_url=getattr(a, "public_url", None),
     )
 
 
@@ -433,7 +444,7 @@ def _label(a: argparse.Namespace) -> int:
             "pole-admin label: give --state-dir, or --pole-id with --fingerprint", file=sys.stderr
         )
         return 2
-    png, svg = write_label(a.out_dir, pole_id, fp, a.lat, a.lon)
+    png, svg = write_label(a.out_dir, pole_id, fp, a.lat, a.lon, a.public_url)
     print(f"wrote {png} and {svg}")
     return 0
 
@@ -648,6 +659,13 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--window-s", type=int, help="measurement window (default 60 s)")
         p.add_argument("--label-dir", type=Path, default=Path("labels"), help="default ./labels")
         p.add_argument(
+            "--public-url",
+            type=_public_url,
+            help="the city's public pages, e.g. https://data.city.example/poles: the label's "
+            "QR code then opens <URL>/<pole id>?fp=<fingerprint> (default: a plain "
+            "lightpole:1 code)",
+        )
+        p.add_argument(
             "--new-password",
             action="store_true",
             help="give a pole that already has a working broker password a new one (offline: "
@@ -770,6 +788,12 @@ def main(argv: list[str] | None = None) -> int:
     lb.add_argument("--lat", type=float, required=True, help="latitude, WGS84 degrees")
     lb.add_argument("--lon", type=float, required=True, help="longitude, WGS84 degrees")
     lb.add_argument("--out-dir", type=Path, default=Path("labels"), help="default ./labels")
+    lb.add_argument(
+        "--public-url",
+        type=_public_url,
+        help="the city's public pages, e.g. https://data.city.example/poles: the QR code "
+        "then opens <URL>/<pole id>?fp=<fingerprint>",
+    )
     lb.set_defaults(fn=_label)
     te = sub.add_parser("technician", help="your own key, for offline registrations")
     tesub = te.add_subparsers(dest="sub", required=True)

@@ -2,9 +2,19 @@
 
 Stuck inside the pole's door, it lets the next technician (or an inspector) check with
 any phone that the controller in the pole is the one the city's trust list expects.
-QR content (byte mode, ECC level M)::
+Where the city runs its public pages (city/web/, ``python -m city.cli serve``), the QR
+code is the pole's public page, with the fingerprint in the query::
+
+    <public url>/<pole id>?fp=<fingerprint>
+    e.g. https://data.city.example/poles/nl-ehv-00042?fp=5647:5aa7:5463:474c
+
+so any phone camera opens what the pole measures, what it never records, and whether
+the label matches the key the city trusts. Without a public URL it holds
+(byte mode, ECC level M)::
 
     lightpole:1;pole=<pole id>;fp=<fingerprint>
+
+``parse_qr_text`` reads both forms.
 
 The SVG is vector (for label printers), the PNG 300 dpi at 62 x 29 mm (a common
 label-roll size); both are written mode 0644 whatever the umask. Needs the ``field``
@@ -13,7 +23,9 @@ extra: segno (QR) and Pillow (PNG).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
 from edge.names import check_pole_id
@@ -21,21 +33,57 @@ from edge.state import atomic_write
 
 WIDTH_MM, HEIGHT_MM = 62.0, 29.0
 DPI = 300
+FINGERPRINT = re.compile(r"[0-9a-f]{4}(?::[0-9a-f]{4}){1,15}")  # edge.cose.fingerprint
+MAX_QR_TEXT = 500  # a label holds a short URL; anything longer is not ours
 
 
-def qr_text(pole_id: str, fp: str) -> str:
+def check_public_url(url: str) -> str:
+    """The base URL of the city's public pages (``https://host/path``), without a
+    trailing slash; ValueError with a sentence otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise ValueError(
+            "--public-url must be an http(s) URL such as https://data.city.example/poles"
+        )
+    if parts.query or parts.fragment or any(c.isspace() for c in url):
+        raise ValueError("--public-url is a base URL: no query, fragment or spaces")
+    if len(url) > 200:
+        raise ValueError("--public-url is too long for a label's QR code (200 characters at most)")
+    return url.rstrip("/")
+
+
+def qr_text(pole_id: str, fp: str, public_url: str | None = None) -> str:
+    """What the QR code holds: the pole's public page (``<public_url>/<pole id>?fp=<fp>``)
+    or, without a public URL, ``lightpole:1;pole=<pole id>;fp=<fp>``."""
+    if public_url:
+        return f"{check_public_url(public_url)}/{check_pole_id(pole_id)}?fp={fp}"
     return f"lightpole:1;pole={pole_id};fp={fp}"
 
 
 def parse_qr_text(text: str) -> tuple[str, str]:
-    """(pole id, fingerprint) from a label's QR code; ValueError if it is not one of ours."""
-    head, _, rest = text.partition(";")
-    if head != "lightpole:1":
-        raise ValueError("not a lightpole label")
-    fields = dict(part.split("=", 1) for part in rest.split(";") if "=" in part)
-    if "pole" not in fields or "fp" not in fields:
-        raise ValueError("a lightpole label names a pole and a fingerprint")
-    return check_pole_id(fields["pole"]), fields["fp"]
+    """(pole id, fingerprint) from a label's QR code, either form; ValueError if it is not
+    one of ours (a pole id outside the name rule, no fingerprint, or one that is not
+    grouped hex)."""
+    if len(text) > MAX_QR_TEXT:
+        raise ValueError("not a lightpole label (too long)")
+    if text.startswith(("https://", "http://")):
+        parts = urlsplit(text)
+        query = parse_qs(parts.query, max_num_fields=4)
+        segments = parts.path.rstrip("/").split("/")
+        if not segments[-1] or "fp" not in query:
+            raise ValueError("a lightpole label names a pole and a fingerprint")
+        pole, fp = segments[-1], query["fp"][0]
+    else:
+        head, _, rest = text.partition(";")
+        if head != "lightpole:1":
+            raise ValueError("not a lightpole label")
+        fields = dict(part.split("=", 1) for part in rest.split(";") if "=" in part)
+        if "pole" not in fields or "fp" not in fields:
+            raise ValueError("a lightpole label names a pole and a fingerprint")
+        pole, fp = fields["pole"], fields["fp"]
+    if not FINGERPRINT.fullmatch(fp):
+        raise ValueError("a lightpole label's fingerprint is grouped hex, like 5647:5aa7:5463:474c")
+    return check_pole_id(pole), fp
 
 
 def _matrix(text: str) -> list[list[bool]]:
@@ -80,8 +128,8 @@ def layout(pole_id: str, fp: str, lat: float, lon: float) -> list[tuple[str, flo
     return out
 
 
-def render_svg(pole_id: str, fp: str, lat: float, lon: float) -> str:
-    m = _matrix(qr_text(pole_id, fp))
+def render_svg(pole_id: str, fp: str, lat: float, lon: float, public_url: str | None = None) -> str:
+    m = _matrix(qr_text(pole_id, fp, public_url))
     quiet = 4
     n = len(m) + 2 * quiet
     mod = QR_MM / n
@@ -102,7 +150,7 @@ def render_svg(pole_id: str, fp: str, lat: float, lon: float) -> str:
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH_MM}mm" height="{HEIGHT_MM}mm" '
         f'viewBox="0 0 {WIDTH_MM} {HEIGHT_MM}">\n'
-        f"<title>{escape(qr_text(pole_id, fp))}</title>\n"
+        f"<title>{escape(qr_text(pole_id, fp, public_url))}</title>\n"
         f'<rect width="{WIDTH_MM}" height="{HEIGHT_MM}" fill="white"/>\n'
         f'<g fill="black">{rects}</g>\n' + "\n".join(texts) + "\n</svg>\n"
     )
@@ -120,12 +168,14 @@ def _mono_font(size_px: int):
     return ImageFont.load_default(size=size_px)
 
 
-def render_png(pole_id: str, fp: str, lat: float, lon: float) -> bytes:
+def render_png(
+    pole_id: str, fp: str, lat: float, lon: float, public_url: str | None = None
+) -> bytes:
     import io
 
     from PIL import Image, ImageDraw
 
-    m = _matrix(qr_text(pole_id, fp))
+    m = _matrix(qr_text(pole_id, fp, public_url))
     px_mm = DPI / 25.4
     w, h = round(WIDTH_MM * px_mm), round(HEIGHT_MM * px_mm)
     img = Image.new("L", (w, h), 255)
@@ -148,14 +198,22 @@ def render_png(pole_id: str, fp: str, lat: float, lon: float) -> bytes:
 
 
 def write_label(
-    directory: Path, pole_id: str, fp: str, lat: float, lon: float
+    directory: Path,
+    pole_id: str,
+    fp: str,
+    lat: float,
+    lon: float,
+    public_url: str | None = None,
 ) -> tuple[Path, Path]:
     """``<pole id>.png`` and ``.svg`` in ``directory``, mode 0644 whatever the umask,
     never written through a symbolic link. The pole id names the files: it follows the
-    one name rule (InvalidName otherwise), so it cannot point elsewhere."""
+    one name rule (InvalidName otherwise), so it cannot point elsewhere. With
+    ``public_url`` the QR code opens the pole's public page (``qr_text``)."""
     check_pole_id(pole_id)
+    if public_url:
+        public_url = check_public_url(public_url)
     directory.mkdir(parents=True, exist_ok=True)
     png, svg = directory / f"{pole_id}.png", directory / f"{pole_id}.svg"
-    atomic_write(png, render_png(pole_id, fp, lat, lon), mode=0o644)
-    atomic_write(svg, render_svg(pole_id, fp, lat, lon).encode(), mode=0o644)
+    atomic_write(png, render_png(pole_id, fp, lat, lon, public_url), mode=0o644)
+    atomic_write(svg, render_svg(pole_id, fp, lat, lon, public_url).encode(), mode=0o644)
     return png, svg

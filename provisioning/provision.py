@@ -87,6 +87,7 @@ class Plan:
         operators_source: Path | None = None,
         authoriser: Authoriser | None = None,
         new_password: bool = False,
+        public_url: str | None = None,
     ) -> None:
         try:
             check_pole_id(pole_id)
@@ -109,6 +110,7 @@ class Plan:
         self.ca_file = ca_file
         self.replace = replace
         self.new_password = new_password  # replace a working broker password on purpose
+        self.public_url = public_url  # the label's QR code opens <public_url>/<pole id>
         self.authoriser = authoriser or Authoriser()
         # The city's operator keys come from the trust list, or its export (offline).
         self.operators_source = operators_source or (None if offline_dir else trust_db)
@@ -419,6 +421,7 @@ class Provisioner:
             fingerprint(self.public),
             self.plan.lat,
             self.plan.lon,
+            self.plan.public_url,
         )
         self._step(7, f"{png} and {svg}")
 

@@ -44,7 +44,7 @@ def items(*messages: tuple, verifier: Verifier | None = None) -> list[rows.Item]
 def test_migrations_are_versioned_and_applied_once(store_url):
     a, b = open_store(store_url), open_store(store_url)
     try:
-        assert a.migrate() == ["0001_init.sql"]
+        assert a.migrate() == ["0001_init.sql", "0002_web_indexes.sql"]
         assert a.migrate() == [] and b.migrate() == []
     finally:
         a.close()

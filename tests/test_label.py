@@ -58,3 +58,54 @@ def test_the_fingerprint_has_a_line_of_its_own_in_both_renderings():
     px = png.load()
     right = [x for x in range(w) for y in range(0, h, 3) if px[x, y] < 128]
     assert max(right) < w - 5
+
+
+# -- the QR code: the pole's public page, or the plain form ----------------------------------
+def test_the_qr_code_opens_the_public_page_and_parses_back_in_both_forms():
+    import io
+
+    import zxingcpp
+
+    from provisioning.label import parse_qr_text, qr_text
+
+    base = "https://data.city.example/poles/"
+    url = qr_text("nl-ehv-00042", FP, base)
+    assert url == f"https://data.city.example/poles/nl-ehv-00042?fp={FP}"
+    png = Image.open(io.BytesIO(render_png("nl-ehv-00042", FP, 51.4, 5.4, base)))
+    assert [b.text for b in zxingcpp.read_barcodes(png)] == [url]  # an independent reader
+    assert parse_qr_text(url) == ("nl-ehv-00042", FP)
+    plain = qr_text("nl-ehv-00042", FP)
+    assert plain == f"lightpole:1;pole=nl-ehv-00042;fp={FP}"
+    assert parse_qr_text(plain) == ("nl-ehv-00042", FP)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://data.city.example/poles/nl-ehv-00042",  # no fingerprint
+        "https://data.city.example/poles/nl-ehv-00042?fp=not-hex",
+        "https://data.city.example/poles/..?fp=5647:5aa7:5463:474c",  # not a pole id
+        "https://data.city.example/poles/nl%0a1?fp=5647:5aa7:5463:474c",
+        "lightpole:1;pole=nl-ehv-00042;fp=5647:5aa7:5463:474c\n",
+        "lightpole:1;pole=nl-ehv-00042",
+        "lightpole:2;pole=nl-ehv-00042;fp=5647:5aa7:5463:474c",
+        "https://x.example/" + "a" * 600 + "?fp=5647:5aa7:5463:474c",
+    ],
+)
+def test_a_code_that_is_not_one_of_ours_is_refused(text):
+    from provisioning.label import parse_qr_text
+
+    with pytest.raises(ValueError):
+        parse_qr_text(text)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://data.city.example/poles", "data.city.example/poles", "https://x.example/p?a=1",
+     "https://x.example/p q", "https://x.example/" + "p" * 200],
+)  # fmt: skip
+def test_a_public_url_that_cannot_be_a_base_is_one_sentence(url):
+    from provisioning.label import check_public_url
+
+    with pytest.raises(ValueError, match="public-url"):
+        check_public_url(url)
